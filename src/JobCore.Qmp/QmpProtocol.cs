@@ -1,0 +1,8 @@
+namespace JobCore.Qmp;
+
+/// <summary>Constants of the QMP wire protocol.</summary>
+public static class QmpProtocol
+{
+    /// <summary>The capability-negotiation command every session starts with.</summary>
+    public const string CapabilitiesCommand = "qmp_capabilities";
+}
