@@ -1,0 +1,427 @@
+using System.Diagnostics;
+
+namespace JobCore;
+
+/// <summary>
+/// One job of a <see cref="JobEngine"/>: its status, progress and the verbs a user may apply. Every verb checks the
+/// lifecycle's verb table first (refusals are <see cref="JobException"/>s with QEMU's text) and then the extra checks
+/// spec §2 lists, in QEMU's order. All members are thread-safe.
+/// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The token source has no timer or links; it needs no disposal and may be cancelled at any time in the job's life.")]
+public sealed class Job
+{
+    private readonly JobEngine _engine;
+    private readonly TaskCompletionSource _concluded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _forceCancel = new();
+    private TaskCompletionSource? _wakeup;
+    private ITimer? _sleepTimer;
+    private long _progressCurrent;
+    private long _progressTotal;
+
+    internal Job(JobEngine engine, JobDriver driver, JobOptions options, string type, JobTransaction transaction)
+    {
+        _engine = engine;
+        Driver = driver;
+        Options = options;
+        Type = type;
+        Transaction = transaction;
+        Id = options.Id ?? string.Empty;
+        IsInternal = options.Internal;
+        AutoFinalize = options.AutoFinalize;
+        AutoDismiss = options.AutoDismiss;
+        Speed = options.Speed;
+        Limiter = new RateLimiter(engine.Time);
+        Limiter.SetSpeed(options.Speed);
+        Context = new JobContext(this);
+
+        // A fresh job is "paused" until started: starting drops the count and passes a pause point.
+        PauseCount = 1;
+        IsPausedAtPoint = true;
+    }
+
+    /// <summary>The job id (empty for internal jobs).</summary>
+    public string Id { get; }
+
+    /// <summary>The job type name.</summary>
+    public string Type { get; }
+
+    /// <summary>The current status.</summary>
+    public JobStatus Status { get; private set; }
+
+    /// <summary>Whether a user pause (or an error stop) is outstanding; only such a pause can be resumed.</summary>
+    public bool IsUserPaused
+    {
+        get
+        {
+            lock (_engine.Sync)
+            {
+                return UserPaused;
+            }
+        }
+    }
+
+    /// <summary>A snapshot of the job for queries.</summary>
+    public JobInfo Info
+    {
+        get
+        {
+            lock (_engine.Sync)
+            {
+                return SnapshotLocked();
+            }
+        }
+    }
+
+    /// <summary>Completes when the job reaches <c>concluded</c> (its result is then readable from <see cref="Info"/>).</summary>
+    public Task Concluded => _concluded.Task;
+
+    /// <summary>The options the job was created with.</summary>
+    public JobOptions Options { get; }
+
+    internal JobDriver Driver { get; }
+
+    internal JobEngine Engine() => _engine;
+
+    internal JobContext Context { get; }
+
+    internal JobTransaction Transaction { get; set; }
+
+    internal bool IsInternal { get; }
+
+    internal bool AutoFinalize { get; }
+
+    internal bool AutoDismiss { get; }
+
+    internal RateLimiter Limiter { get; }
+
+    internal long Speed { get; private set; }
+
+    // ---- state guarded by the engine lock (QEMU's job mutex) ----
+    internal int PauseCount { get; set; }
+
+    internal bool IsPausedAtPoint { get; set; }
+
+    internal bool UserPaused { get; set; }
+
+    internal bool Busy { get; set; }
+
+    internal bool Started { get; set; }
+
+    internal bool CancelRequested { get; set; }
+
+    internal bool ForceCancelled { get; set; }
+
+    internal bool Deferred { get; set; }
+
+    internal bool ExitHandled { get; set; }
+
+    internal bool Ready { get; set; }
+
+    internal IoStatus IoStatus { get; set; }
+
+    internal bool HasError { get; set; }
+
+    internal string? ErrorMessage { get; set; }
+
+    internal string? ErrorType { get; set; }
+
+    internal bool TimerPending => _sleepTimer is not null;
+
+    internal TaskCompletionSource RunFinished { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    internal long StartTimestamp { get; set; }
+
+    internal Activity? Activity { get; set; }
+
+    internal Activity? PhaseActivity { get; set; }
+
+    internal CancellationToken ForceCancelToken => _forceCancel.Token;
+
+    internal long ProgressCurrent => Volatile.Read(ref _progressCurrent);
+
+    // ---- verbs ----
+
+    /// <summary>
+    /// Pauses the job at its next pause point (<c>job-pause</c>). Accepted in created, running, paused, ready, standby;
+    /// a second user pause fails with <c>Job is already paused</c>. The status change (running→paused or ready→standby)
+    /// follows asynchronously.
+    /// </summary>
+    public void Pause()
+    {
+        lock (_engine.Sync)
+        {
+            CheckVerbLocked(JobVerb.Pause);
+            if (UserPaused)
+            {
+                throw new JobException("Job is already paused");
+            }
+
+            UserPaused = true;
+            PauseLocked();
+        }
+    }
+
+    /// <summary>
+    /// Undoes a user pause (<c>job-resume</c>): resets the I/O status to ok and wakes the job when no other pause is
+    /// outstanding. Fails with <c>Can't resume a job that was not paused</c> unless user-paused (checked before the verb).
+    /// </summary>
+    public void Resume()
+    {
+        lock (_engine.Sync)
+        {
+            if (!UserPaused || PauseCount <= 0)
+            {
+                throw new JobException("Can't resume a job that was not paused");
+            }
+
+            CheckVerbLocked(JobVerb.Resume);
+            UserResumeLocked();
+            ResumeLocked();
+        }
+    }
+
+    /// <summary>
+    /// Cancels the job (<c>job-cancel</c> is <paramref name="force"/> = true; <c>block-job-cancel</c> defaults to soft).
+    /// Refused in aborting and concluded. A user-paused job is un-paused first. Returns once the request is applied;
+    /// the job winds down asynchronously unless it had not started or had already finished its work.
+    /// </summary>
+    public async Task CancelAsync(bool force, CancellationToken cancellationToken = default)
+    {
+        lock (_engine.Sync)
+        {
+            CheckVerbLocked(JobVerb.Cancel);
+        }
+
+        await _engine.CancelAsync(this, force, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Asks a ready (or standby) job to finish (<c>job-complete</c>). Fails with
+    /// <c>The active block job '&lt;id&gt;' cannot be completed</c> when a cancel was requested or the type has no
+    /// complete; the driver may refuse with its own text.
+    /// </summary>
+    public void Complete()
+    {
+        lock (_engine.Sync)
+        {
+            CheckVerbLocked(JobVerb.Complete);
+            if (CancelRequested || !Driver.SupportsComplete)
+            {
+                throw new JobException($"The active block job '{Id}' cannot be completed");
+            }
+        }
+
+        Driver.Complete(Context);
+    }
+
+    /// <summary>
+    /// Finalizes the job's transaction (<c>job-finalize</c>; only in pending): prepare every member, then commit or
+    /// abort and clean each. The completed/cancelled and concluded events are emitted before the task completes.
+    /// </summary>
+    public Task FinalizeAsync(CancellationToken cancellationToken = default) =>
+        _engine.FinalizeAsync(this, cancellationToken);
+
+    /// <summary>Removes a concluded job (<c>job-dismiss</c>); its status becomes null and it disappears from queries.</summary>
+    public void Dismiss()
+    {
+        lock (_engine.Sync)
+        {
+            CheckVerbLocked(JobVerb.Dismiss);
+            _engine.DismissLocked(this);
+        }
+    }
+
+    /// <summary>
+    /// Changes the rate limit (<c>block-job-set-speed</c>); 0 = unlimited. Accepted in created, running, paused,
+    /// ready, standby; a negative value fails with <c>Parameter 'speed' expects a non-negative value</c>. A job
+    /// sleeping on its rate-limit timer is woken when the limit rose or was removed.
+    /// </summary>
+    public void SetSpeed(long speed)
+    {
+        lock (_engine.Sync)
+        {
+            CheckVerbLocked(JobVerb.SetSpeed);
+            if (speed < 0)
+            {
+                throw new JobException("Parameter 'speed' expects a non-negative value");
+            }
+
+            var old = Speed;
+            Limiter.SetSpeed(speed);
+            Speed = speed;
+            Driver.SpeedChanged(Context, speed);
+            if (speed != 0 && speed <= old)
+            {
+                return;
+            }
+
+            EnterLocked(onlyIfTimerPending: true);
+        }
+    }
+
+    /// <summary>
+    /// Applies type-specific changes (<c>block-job-change</c>). Accepted in created, running, paused, ready, standby;
+    /// types without change support fail with <c>Job type does not support change</c>.
+    /// </summary>
+    public void Change(object changeOptions)
+    {
+        ArgumentNullException.ThrowIfNull(changeOptions);
+        lock (_engine.Sync)
+        {
+            CheckVerbLocked(JobVerb.Change);
+            if (!Driver.SupportsChange)
+            {
+                throw new JobException("Job type does not support change");
+            }
+        }
+
+        Driver.Change(Context, changeOptions);
+    }
+
+    /// <summary>
+    /// Starts a created job: its status becomes running (event before this method returns) and its work begins on
+    /// the thread pool. A job paused while created passes straight to paused.
+    /// </summary>
+    public void Start() => _engine.Start(this);
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Type} job '{Id}' ({Status.WireName()})";
+
+    // ---- internals used by the engine and the context ----
+
+    internal void CheckVerbLocked(JobVerb verb)
+    {
+        if (!Lifecycle.Accepts(Status, verb))
+        {
+            throw JobException.VerbRefused(Id, Status, verb);
+        }
+    }
+
+    internal void SetStatusLocked(JobStatus status) => Status = status;
+
+    internal JobInfo SnapshotLocked()
+    {
+        Dictionary<string, object?>? extra = null;
+        if (Driver.HasQueryFields)
+        {
+            extra = new Dictionary<string, object?>(StringComparer.Ordinal);
+            Driver.AddQueryFields(extra);
+        }
+
+        return new JobInfo(
+            Id,
+            Type,
+            Status,
+            Volatile.Read(ref _progressCurrent),
+            Volatile.Read(ref _progressTotal),
+            HasError ? ErrorMessage : null,
+            Speed,
+            Busy,
+            PauseCount > 0,
+            IoStatus,
+            AutoFinalize,
+            AutoDismiss,
+            extra);
+    }
+
+    internal void PauseLocked()
+    {
+        PauseCount++;
+        if (!IsPausedAtPoint)
+        {
+            EnterLocked();
+        }
+    }
+
+    internal void ResumeLocked()
+    {
+        Debug.Assert(PauseCount > 0, "resume without pause");
+        PauseCount--;
+        if (PauseCount != 0)
+        {
+            return;
+        }
+
+        // Resuming never shortens a rate-limit sleep.
+        EnterLocked(onlyIfTimerNotPending: true);
+    }
+
+    internal void UserResumeLocked()
+    {
+        Driver.UserResume(Context);
+        IoStatus = IoStatus.Ok;
+        UserPaused = false;
+    }
+
+    /// <summary>Re-enters a yielded job (QEMU's <c>job_enter_cond</c>).</summary>
+    internal void EnterLocked(bool onlyIfTimerPending = false, bool onlyIfTimerNotPending = false)
+    {
+        if (!Started || Deferred || Busy)
+        {
+            return;
+        }
+
+        if ((onlyIfTimerPending && !TimerPending) || (onlyIfTimerNotPending && TimerPending))
+        {
+            return;
+        }
+
+        _sleepTimer?.Dispose();
+        _sleepTimer = null;
+        Busy = true;
+        var wakeup = _wakeup;
+        _wakeup = null;
+        wakeup?.TrySetResult();
+    }
+
+    /// <summary>Marks the job idle and returns what to await until it is entered again (QEMU's <c>job_do_yield</c>).</summary>
+    internal Task YieldLocked(TimeSpan? timeout)
+    {
+        var wakeup = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _wakeup = wakeup;
+        Busy = false;
+        if (timeout is { } delay)
+        {
+            _sleepTimer = _engine.Time.CreateTimer(static s => ((Job)s!).OnSleepTimer(), this, delay, Timeout.InfiniteTimeSpan);
+        }
+
+        return wakeup.Task;
+    }
+
+    private void OnSleepTimer()
+    {
+        lock (_engine.Sync)
+        {
+            EnterLocked();
+        }
+    }
+
+    internal void TriggerForceCancelToken()
+    {
+        try
+        {
+            _forceCancel.Cancel();
+        }
+        catch (AggregateException ex)
+        {
+            // A driver's cancellation callback threw; the cancel itself stands.
+            _engine.LogCallbackFailure(this, ex);
+        }
+    }
+
+    internal void AddProgress(long units)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(units);
+        Interlocked.Add(ref _progressCurrent, units);
+    }
+
+    internal void SetProgressRemaining(long remaining)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(remaining);
+        Volatile.Write(ref _progressTotal, Volatile.Read(ref _progressCurrent) + remaining);
+    }
+
+    internal void IncreaseProgressRemaining(long delta) => Interlocked.Add(ref _progressTotal, delta);
+
+    internal void SetConcluded() => _concluded.TrySetResult();
+}
