@@ -1,0 +1,129 @@
+using JobCore.Block.Bitmaps;
+using JobCore.Block.Nodes;
+using JobCore.Block.Tests.Graph;
+
+namespace JobCore.Block.Tests.Bitmaps;
+
+[TestClass]
+public sealed class DirtyTrackingNodeTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
+    [TestMethod]
+    public async Task Writes_mark_attached_bitmaps_and_reads_pass_through()
+    {
+        var child = new MemoryNode("src", 1 << 20);
+        var filter = new DirtyTrackingNode("top", child);
+        var bitmap = new DirtyBitmap(child.Size, 4096);
+        filter.AttachBitmap(bitmap);
+
+        await filter.WriteAsync(5000, new byte[] { 1, 2, 3 });
+        await filter.WriteZeroesAsync(65536, 8192, mayUnmap: true);
+        await filter.DiscardAsync(200_000, 512);
+        CollectionAssert.AreEqual(
+            new[] { new DirtyRun(4096, 4096), new DirtyRun(65536, 8192), new DirtyRun(196_608, 4096) },
+            bitmap.GetDirtyRuns().ToArray());
+
+        var read = new byte[3];
+        await filter.ReadAsync(5000, read);
+        CollectionAssert.AreEqual(new byte[] { 1, 2, 3 }, read);
+        Assert.AreEqual(child.Size, filter.Size);
+
+        Assert.IsTrue(filter.DetachBitmap(bitmap));
+        bitmap.Clear();
+        await filter.WriteAsync(0, new byte[512]);
+        Assert.IsTrue(bitmap.IsEmpty);
+        Assert.IsFalse(filter.DetachBitmap(bitmap));
+    }
+
+    [TestMethod]
+    public async Task A_failed_write_still_marks_and_skips_the_hook()
+    {
+        var child = new MemoryNode("src", 65536) { WriteError = new BlockIOException(BlockIOException.EIO) };
+        var filter = new DirtyTrackingNode("top", child);
+        var bitmap = new DirtyBitmap(child.Size, 512);
+        filter.AttachBitmap(bitmap);
+        int hooked = 0;
+        filter.AfterWrite = (_, _) => { hooked++; return ValueTask.CompletedTask; };
+        await Assert.ThrowsExactlyAsync<BlockIOException>(async () => await filter.WriteAsync(1024, new byte[512]));
+        Assert.IsTrue(bitmap.IsDirty(1024));
+        Assert.AreEqual(0, hooked);
+        Assert.AreEqual(0, filter.WritesInFlight);
+    }
+
+    [TestMethod]
+    public async Task The_hook_sees_a_private_copy_before_the_write_completes()
+    {
+        var child = new MemoryNode("src", 65536);
+        var filter = new DirtyTrackingNode("top", child);
+        var seen = new List<GuestWrite>();
+        var data = new byte[] { 7, 7, 7, 7 };
+        filter.AfterWrite = (write, _) =>
+        {
+            data[0] = 99; // the writer's buffer changes; the copy must not
+            seen.Add(write);
+            return ValueTask.CompletedTask;
+        };
+        await filter.WriteAsync(512, data);
+        await filter.WriteZeroesAsync(4096, 512, mayUnmap: true);
+        Assert.AreEqual(2, seen.Count);
+        Assert.AreEqual(GuestWriteKind.Write, seen[0].Kind);
+        Assert.AreEqual(7, seen[0].Data.Span[0]);
+        Assert.AreEqual(512L, seen[0].Offset);
+        Assert.AreEqual(4L, seen[0].Length);
+        Assert.AreEqual(new GuestWrite(GuestWriteKind.WriteZeroes, 4096, 512, default, true), seen[1]);
+    }
+
+    [TestMethod]
+    public async Task A_failing_hook_fails_the_writers_request()
+    {
+        var child = new MemoryNode("src", 65536);
+        var filter = new DirtyTrackingNode("top", child)
+        {
+            AfterWrite = (_, _) => ValueTask.FromException(new BlockIOException(BlockIOException.ENOSPC)),
+        };
+        var error = await Assert.ThrowsExactlyAsync<BlockIOException>(async () => await filter.WriteAsync(0, new byte[512]));
+        Assert.IsTrue(error.IsNoSpace);
+        Assert.IsTrue(child.IsAllocated(0), "the source write itself landed");
+    }
+
+    [TestMethod]
+    public async Task Drain_waits_for_writes_in_flight_and_holds_new_ones()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var child = new MemoryNode("src", 65536) { WriteGate = gate.Task };
+        var filter = new DirtyTrackingNode("top", child);
+
+        Task first = filter.WriteAsync(0, new byte[512]).AsTask();
+        Assert.AreEqual(1, filter.WritesInFlight);
+        Task<IAsyncDisposable> drain = filter.DrainAsync().AsTask();
+        Assert.IsFalse(drain.IsCompleted, "a write is still in flight");
+
+        gate.SetResult();
+        await first.WaitAsync(Timeout);
+        IAsyncDisposable drained = await drain.WaitAsync(Timeout);
+
+        Task second = filter.WriteAsync(512, new byte[512]).AsTask();
+        Assert.IsFalse(second.IsCompleted, "new writes wait while drained");
+        Assert.IsFalse(child.IsAllocated(512));
+        await drained.DisposeAsync();
+        await second.WaitAsync(Timeout);
+        Assert.IsTrue(child.IsAllocated(512));
+    }
+
+    [TestMethod]
+    public async Task A_cancelled_drain_releases_its_hold()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var child = new MemoryNode("src", 65536) { WriteGate = gate.Task };
+        var filter = new DirtyTrackingNode("top", child);
+        Task first = filter.WriteAsync(0, new byte[512]).AsTask();
+        using var cts = new CancellationTokenSource();
+        Task<IAsyncDisposable> drain = filter.DrainAsync(cts.Token).AsTask();
+        cts.Cancel();
+        await Assert.ThrowsAsync<OperationCanceledException>(() => drain);
+        gate.SetResult();
+        await first.WaitAsync(Timeout);
+        await filter.WriteAsync(512, new byte[512]).AsTask().WaitAsync(Timeout);
+    }
+}
