@@ -1,3 +1,7 @@
-// jobctl entry point; commands are added per issue (img: issue 3, QMP client: issue 5).
-Console.Error.WriteLine("jobctl: no command given");
-return 64;
+using System.CommandLine;
+using JobCore.Cli.Img;
+
+// jobctl: one root command; each feature adds its command group here with one line (img: issue 3, QMP client: issue 5).
+var root = new RootCommand("jobctl: JobCore's command-line tool.");
+root.Subcommands.Add(ImgCommand.Create());
+return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

@@ -15,6 +15,45 @@ internal static class ImageConvert
     /// <summary>How many reads may be in flight while the oldest one is written.</summary>
     internal const int ReadAhead = 4;
 
+    /// <summary>
+    /// <c>qemu-img convert [-f FMT] -O FMT [-o ...] SRC DST</c>: opens <paramref name="source"/> with its backing chain
+    /// read-only, creates <paramref name="destination"/> afresh and copies the guest contents.
+    /// </summary>
+    /// <exception cref="ImageToolException">Unknown output format, an unsupported option, or the output is one of the inputs.</exception>
+    public static async Task ConvertFileAsync(string source, string? sourceFormat, string destination, string outputFormat,
+        ImageOptionString options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        ArgumentNullException.ThrowIfNull(options);
+        if (outputFormat is not ("qcow2" or "raw"))
+        {
+            throw new ImageToolException($"Unknown file format '{outputFormat}' (jobctl writes raw and qcow2 images)");
+        }
+
+        if (options.BackingFile is not null || options.BackingFormat is not null)
+        {
+            throw new ImageToolException("jobctl img convert writes standalone images: backing_file/backing_fmt are not supported");
+        }
+
+        if (outputFormat == "raw" && options.ClusterSize is not null)
+        {
+            throw new ImageToolException("Invalid parameter 'cluster_size' for file format 'raw'");
+        }
+
+        await using var chain = await ImageChain.OpenAsync(source, sourceFormat, readOnly: true, withBacking: true, cancellationToken).ConfigureAwait(false);
+        var output = Path.GetFullPath(destination);
+        if (chain.Layers.Any(l => Path.GetFullPath(l.Filename) == output))
+        {
+            throw new ImageToolException($"Output file '{destination}' is one of the input images");
+        }
+
+        var size = chain.Top.Size;
+        await using ConvertTarget target = outputFormat == "qcow2"
+            ? Qcow2ConvertTarget.Create(destination, size, options.ClusterSize ?? 65536)
+            : RawConvertTarget.Create(destination, size);
+        await ConvertAsync(chain.Top, target, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Copies the guest contents of <paramref name="source"/> (with its backing chain) to <paramref name="target"/> and completes it.</summary>
     public static async Task ConvertAsync(BlockNode source, ConvertTarget target, CancellationToken cancellationToken = default)
     {

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmark: `jobctl img convert` against `qemu-img convert` on the same random data, in the same run.
+#
+#   bench/img-convert.sh [SIZE]        SIZE defaults to 1G (qemu-img size syntax: 512M, 1G, ...)
+#   REPS=5 bench/img-convert.sh 1G     number of repetitions (default 3)
+#
+# Steps: build jobctl (Release, into a private artifacts folder so it never collides with other builds), make SIZE of
+# random data as a raw file, then for each repetition time
+#   write:  qemu-img convert -O qcow2 src.raw   vs  jobctl img convert -O qcow2 src.raw
+#   read:   qemu-img convert -O raw q.qcow2     vs  jobctl img convert -O raw q.qcow2      (sequential qcow2 read)
+#   read:   qemu-img compare q.qcow2 src.raw    vs  jobctl img compare q.qcow2 src.raw
+# Both tools read the same files (page cache warm) and write into the page cache (qemu-img convert's default
+# cache=unsafe never flushes; jobctl does not either). Every output is verified with qemu-img check/compare.
+# Prints each run's seconds, the best of each, and the ratio qemu/jobctl (>= 1.0 means jobctl is as fast or faster).
+set -euo pipefail
+
+SIZE=${1:-1G}
+REPS=${REPS:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${JOBCTL_BENCH_BUILD:-${TMPDIR:-/tmp}/jobctl-bench-build}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/img-convert-bench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+command -v qemu-img >/dev/null || { echo "img-convert.sh: qemu-img is required" >&2; exit 1; }
+echo "building jobctl (Release) into $BUILD ..."
+dotnet build "$ROOT/src/JobCore.Cli" -c Release -nologo -clp:ErrorsOnly --artifacts-path "$BUILD" >/dev/null
+JOBCTL_DLL=$(find "$BUILD/bin" -name jobctl.dll -path '*release*' | head -n 1)
+[ -n "$JOBCTL_DLL" ] || { echo "img-convert.sh: jobctl.dll not found under $BUILD" >&2; exit 1; }
+jobctl() { dotnet "$JOBCTL_DLL" "$@"; }
+
+BYTES=$(numfmt --from=iec "${SIZE%B}")
+cd "$WORK"
+echo "making $SIZE ($BYTES bytes) of random data ..."
+head -c "$BYTES" /dev/urandom > src.raw
+cat src.raw > /dev/null
+
+now() { date +%s.%N; }
+# time_it NAME CMD... : runs CMD, appends the seconds to the file NAME.times, prints them
+time_it() {
+  local name=$1; shift
+  local t0 t1
+  t0=$(now); "$@" >/dev/null; t1=$(now)
+  local s; s=$(echo "$t1 - $t0" | bc -l)
+  printf '%s\n' "$s" >> "$name.times"
+  printf '  %-34s %8.3f s\n' "$name" "$s"
+}
+best() { sort -g "$1.times" | head -n 1; }
+ratio() { echo "scale=3; $(best "$1") / $(best "$2")" | bc -l; }
+
+for i in $(seq 1 "$REPS"); do
+  echo "repetition $i/$REPS"
+  rm -f q.qcow2 j.qcow2
+  time_it qemu-img-convert-to-qcow2 qemu-img convert -O qcow2 src.raw q.qcow2
+  time_it jobctl-convert-to-qcow2 jobctl img convert -O qcow2 src.raw j.qcow2
+  rm -f q-out.raw j-out.raw
+  time_it qemu-img-convert-qcow2-to-raw qemu-img convert -f qcow2 -O raw q.qcow2 q-out.raw
+  time_it jobctl-convert-qcow2-to-raw jobctl img convert -f qcow2 -O raw q.qcow2 j-out.raw
+  time_it qemu-img-compare-qcow2-raw qemu-img compare -f qcow2 -F raw q.qcow2 src.raw
+  time_it jobctl-compare-qcow2-raw jobctl img compare -f qcow2 -F raw q.qcow2 src.raw
+done
+
+echo "verifying jobctl's outputs with qemu-img ..."
+qemu-img check j.qcow2 >/dev/null
+qemu-img compare -f qcow2 -F raw j.qcow2 src.raw >/dev/null
+cmp src.raw j-out.raw
+
+echo
+echo "summary for $SIZE of random data, best of $REPS (seconds; ratio = qemu-img / jobctl, goal >= 1.0):"
+printf '  %-28s qemu-img %7.3f   jobctl %7.3f   ratio %s\n' \
+  "convert raw -> qcow2" "$(best qemu-img-convert-to-qcow2)" "$(best jobctl-convert-to-qcow2)" \
+  "$(ratio qemu-img-convert-to-qcow2 jobctl-convert-to-qcow2)"
+printf '  %-28s qemu-img %7.3f   jobctl %7.3f   ratio %s\n' \
+  "convert qcow2 -> raw (read)" "$(best qemu-img-convert-qcow2-to-raw)" "$(best jobctl-convert-qcow2-to-raw)" \
+  "$(ratio qemu-img-convert-qcow2-to-raw jobctl-convert-qcow2-to-raw)"
+printf '  %-28s qemu-img %7.3f   jobctl %7.3f   ratio %s\n' \
+  "compare qcow2 vs raw (read)" "$(best qemu-img-compare-qcow2-raw)" "$(best jobctl-compare-qcow2-raw)" \
+  "$(ratio qemu-img-compare-qcow2-raw jobctl-compare-qcow2-raw)"

@@ -1,0 +1,94 @@
+using JobCore.Cli.Tests.Support;
+
+namespace JobCore.Cli.Tests.Img;
+
+[TestClass]
+public sealed class ImgInfoCommandTests
+{
+    [TestMethod]
+    [DataRow("top.qcow2")]
+    [DataRow("base.qcow2")]
+    public async Task Json_output_equals_qemu_img(string image)
+    {
+        using var dir = new TempDirectory();
+        await QemuImages.MakeChainAsync(dir);
+
+        var expected = await Tool.QemuImgOkAsync(dir.Path, "info", "--output", "json", image);
+        var actual = await Tool.JobctlAsync(dir.Path, "img", "info", "--output", "json", image);
+
+        Assert.AreEqual(0, actual.ExitCode, actual.ToString());
+        Assert.AreEqual(expected, actual.StdOut);
+    }
+
+    [TestMethod]
+    public async Task Json_output_with_an_absolute_path_has_the_full_backing_filename()
+    {
+        using var dir = new TempDirectory();
+        await QemuImages.MakeChainAsync(dir);
+        var path = dir.File("top.qcow2");
+
+        var expected = await Tool.QemuImgOkAsync(dir.Path, "info", "--output=json", path);
+        var actual = await Tool.JobctlAsync(dir.Path, "img", "info", "--output=json", path);
+
+        Assert.AreEqual(expected, actual.StdOut);
+        StringAssert.Contains(actual.StdOut, $"\"full-backing-filename\": \"{dir.File("base.qcow2")}\"");
+    }
+
+    [TestMethod]
+    [DataRow("top.qcow2")]
+    [DataRow("r.img")]
+    public async Task Human_output_equals_qemu_img(string image)
+    {
+        using var dir = new TempDirectory();
+        await QemuImages.MakeChainAsync(dir);
+        await QemuImages.MakeRawAsync(dir);
+
+        var expected = await Tool.QemuImgOkAsync(dir.Path, "info", image);
+        var actual = await Tool.JobctlAsync(dir.Path, "img", "info", image);
+
+        Assert.AreEqual(expected, actual.StdOut);
+    }
+
+    [TestMethod]
+    public async Task Raw_json_output_equals_qemu_img()
+    {
+        using var dir = new TempDirectory();
+        await QemuImages.MakeRawAsync(dir);
+
+        var expected = await Tool.QemuImgOkAsync(dir.Path, "info", "--output", "json", "r.img");
+        var actual = await Tool.JobctlAsync(dir.Path, "img", "info", "--output", "json", "r.img");
+
+        Assert.AreEqual(expected, actual.StdOut);
+    }
+
+    [TestMethod]
+    public async Task Missing_file_is_one_line_on_stderr_and_exit_1()
+    {
+        using var dir = new TempDirectory();
+
+        var r = await Tool.JobctlAsync(dir.Path, "img", "info", "nonexist.qcow2");
+
+        Assert.AreEqual(1, r.ExitCode, r.ToString());
+        Assert.AreEqual("jobctl: Could not open 'nonexist.qcow2': No such file or directory\n", r.StdErr);
+        Assert.AreEqual("", r.StdOut);
+    }
+
+    [TestMethod]
+    public async Task A_broken_header_is_reported_without_a_stack_trace()
+    {
+        using var dir = new TempDirectory();
+        await Tool.QemuImgOkAsync(dir.Path, "create", "-q", "-f", "qcow2", "bad.qcow2", "1M");
+        await using (var f = new FileStream(dir.File("bad.qcow2"), FileMode.Open))
+        {
+            f.Position = 20; // cluster_bits = 40
+            f.Write([0, 0, 0, 40]);
+        }
+
+        var r = await Tool.JobctlAsync(dir.Path, "img", "info", "bad.qcow2");
+
+        Assert.AreEqual(1, r.ExitCode, r.ToString());
+        StringAssert.StartsWith(r.StdErr, "jobctl: ");
+        Assert.AreEqual(1, r.StdErr.TrimEnd('\n').Split('\n').Length, r.StdErr);
+        Assert.DoesNotContain("   at ", r.StdErr);
+    }
+}
