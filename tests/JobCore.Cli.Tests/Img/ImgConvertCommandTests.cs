@@ -5,12 +5,6 @@ namespace JobCore.Cli.Tests.Img;
 [TestClass]
 public sealed class ImgConvertCommandTests
 {
-    private static async Task AssertCleanAsync(TempDirectory dir, string image)
-    {
-        var check = await Tool.QemuImgAsync(dir.Path, "check", image);
-        Assert.AreEqual(0, check.ExitCode, check.ToString());
-    }
-
     [TestMethod]
     [DataRow("qcow2", 65536)]
     [DataRow("qcow2", 512)]
@@ -27,7 +21,7 @@ public sealed class ImgConvertCommandTests
         Assert.AreEqual("", r.StdOut + r.StdErr);
         if (outputFormat == "qcow2")
         {
-            await AssertCleanAsync(dir, "out.img");
+            await Tool.AssertQemuCheckCleanAsync(dir.Path, "out.img");
         }
 
         await Tool.QemuImgOkAsync(dir.Path, "compare", "-F", outputFormat, "top.qcow2", "out.img");
@@ -44,7 +38,7 @@ public sealed class ImgConvertCommandTests
         var r = await Tool.JobctlAsync(dir.Path, "img", "convert", "-O", "qcow2", "-o", "cluster_size=4k", "c.qcow2", "out.qcow2");
 
         Assert.AreEqual(0, r.ExitCode, r.ToString());
-        await AssertCleanAsync(dir, "out.qcow2");
+        await Tool.AssertQemuCheckCleanAsync(dir.Path, "out.qcow2");
         await Tool.QemuImgOkAsync(dir.Path, "compare", "src.raw", "out.qcow2");
     }
 

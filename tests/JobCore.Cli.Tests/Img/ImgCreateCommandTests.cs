@@ -12,13 +12,6 @@ public sealed class ImgCreateCommandTests
         return doc.RootElement.Clone();
     }
 
-    private static async Task AssertCleanAsync(TempDirectory dir, string image)
-    {
-        var check = await Tool.QemuImgAsync(dir.Path, "check", image);
-        Assert.AreEqual(0, check.ExitCode, check.ToString());
-        StringAssert.Contains(check.StdOut, "No errors were found on the image.");
-    }
-
     [TestMethod]
     [DataRow("64M", null, 67108864L, 65536)]
     [DataRow("64M", "cluster_size=512", 67108864L, 512)]
@@ -33,7 +26,7 @@ public sealed class ImgCreateCommandTests
 
         Assert.AreEqual(0, r.ExitCode, r.ToString());
         StringAssert.StartsWith(r.StdOut, $"Formatting 'x.qcow2', fmt=qcow2 cluster_size={clusterSize} ");
-        await AssertCleanAsync(dir, "x.qcow2");
+        await Tool.AssertQemuCheckCleanAsync(dir.Path, "x.qcow2");
         var info = await QemuInfoAsync(dir, "x.qcow2");
         Assert.AreEqual(virtualSize, info.GetProperty("virtual-size").GetInt64());
         Assert.AreEqual(clusterSize, info.GetProperty("cluster-size").GetInt32());
@@ -53,7 +46,7 @@ public sealed class ImgCreateCommandTests
         Assert.AreEqual(
             "Formatting 'sub/over.qcow2', fmt=qcow2 cluster_size=65536 extended_l2=off compression_type=zlib size=67108864 "
             + "backing_file=../top.qcow2 backing_fmt=qcow2 lazy_refcounts=off refcount_bits=16\n", r.StdOut);
-        await AssertCleanAsync(dir, "sub/over.qcow2");
+        await Tool.AssertQemuCheckCleanAsync(dir.Path, "sub/over.qcow2");
         var info = await QemuInfoAsync(dir, "sub/over.qcow2");
         Assert.AreEqual("../top.qcow2", info.GetProperty("backing-filename").GetString());
         Assert.AreEqual("qcow2", info.GetProperty("backing-filename-format").GetString());

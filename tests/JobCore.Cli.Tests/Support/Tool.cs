@@ -48,6 +48,24 @@ internal static class Tool
         Assert.DoesNotContain("failed", r.StdOut + r.StdErr, $"qemu-io {string.Join(' ', args)}: {r}");
     }
 
+    /// <summary>Runs <c>qemu-img ARGS</c> and <c>jobctl img ARGS</c> and asserts that both succeed with the same stdout.</summary>
+    public static async Task<string> AssertSameAsQemuImgAsync(string workingDirectory, params string[] args)
+    {
+        var expected = await QemuImgOkAsync(workingDirectory, args);
+        var actual = await JobctlAsync(workingDirectory, ["img", .. args]);
+        Assert.AreEqual(0, actual.ExitCode, actual.ToString());
+        Assert.AreEqual(expected, actual.StdOut);
+        return actual.StdOut;
+    }
+
+    /// <summary>Asserts that <c>qemu-img check</c> finds neither errors nor leaks.</summary>
+    public static async Task AssertQemuCheckCleanAsync(string workingDirectory, string image)
+    {
+        var check = await QemuImgAsync(workingDirectory, "check", image);
+        Assert.AreEqual(0, check.ExitCode, check.ToString());
+        StringAssert.Contains(check.StdOut, "No errors were found on the image.");
+    }
+
     public static async Task<ToolResult> RunAsync(string fileName, string workingDirectory, params string[] args)
     {
         var psi = new ProcessStartInfo(fileName)
