@@ -1,0 +1,50 @@
+using JobCore.Block.Nodes;
+
+namespace JobCore.Block.Graph;
+
+/// <summary>
+/// The nodes one block job holds (QEMU's op blockers plus the job's own <c>BlockBackend</c>s), from
+/// <see cref="BlockGraph.AcquireJobLease"/> until disposed when the job ends. While held, another job touching any
+/// of the nodes, and <c>blockdev-del</c> of them, fail with
+/// <c>Node 'x' is busy: block device is in use by block job: &lt;type&gt;</c>; deleting a node in
+/// <see cref="Held"/> fails first with <c>Node x is in use</c>.
+/// </summary>
+public sealed class BlockJobLease : IAsyncDisposable
+{
+    private readonly BlockGraph _graph;
+    private int _released;
+
+    internal BlockJobLease(BlockGraph graph, string jobType, IReadOnlyList<BlockNode> blocked, IReadOnlyList<BlockNode> held)
+    {
+        _graph = graph;
+        JobType = jobType;
+        Blocked = blocked;
+        Held = held;
+    }
+
+    /// <summary>The job type named in refusals (<c>stream</c>, <c>commit</c>, <c>mirror</c>).</summary>
+    public string JobType { get; }
+
+    /// <summary>Nodes the job works on (op-blocked): its main node and the chain between top and base.</summary>
+    public IReadOnlyList<BlockNode> Blocked { get; }
+
+    /// <summary>Nodes the job uses as children of its own (mirror target, commit base): op-blocked and "in use".</summary>
+    public IReadOnlyList<BlockNode> Held { get; }
+
+    /// <summary>Whether the lease was released.</summary>
+    public bool IsReleased => Volatile.Read(ref _released) != 0;
+
+    /// <summary>Whether the lease covers <paramref name="node"/>.</summary>
+    /// <param name="node">A node.</param>
+    public bool Covers(BlockNode node) =>
+        Blocked.Contains(node, ReferenceEqualityComparer.Instance) || Held.Contains(node, ReferenceEqualityComparer.Instance);
+
+    /// <summary>Releases the nodes; nodes nobody references any more (implicit nodes dropped from a chain) are closed.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _released, 1) == 0)
+        {
+            await _graph.ReleaseLeaseAsync(this).ConfigureAwait(false);
+        }
+    }
+}
