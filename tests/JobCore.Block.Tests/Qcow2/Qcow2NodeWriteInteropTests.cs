@@ -40,7 +40,6 @@ public sealed class Qcow2NodeWriteInteropTests
     {
         using var scratch = new ScratchFolder();
         string image = scratch.File("w.qcow2");
-        string expectedRaw = scratch.File("expected.raw");
         long size = clusterSize == 512 ? 6L << 20 : 24L << 20;
         await Qcow2Node.CreateAsync(image, new Qcow2CreateOptions { Size = size, ClusterSize = clusterSize });
         byte[] expected = new byte[4 * size];
@@ -64,10 +63,7 @@ public sealed class Qcow2NodeWriteInteropTests
             ImageData.AssertSame(expected, await ImageData.ReadAllAsync(node), "data read back before close");
         }
 
-        await File.WriteAllBytesAsync(expectedRaw, expected);
-        await ImageData.AssertQemuCheckCleanAsync(image);
-        ToolResult compare = await QemuImg.ImgAsync("compare", "-f", "qcow2", "-F", "raw", image, expectedRaw);
-        Assert.AreEqual(0, compare.ExitCode, compare.All);
+        await ImageData.AssertCleanAndEqualAsync(image, expected, scratch);
         if (clusterSize == 512)
         {
             byte[] header = new byte[64];
@@ -84,7 +80,6 @@ public sealed class Qcow2NodeWriteInteropTests
         using var scratch = new ScratchFolder();
         string raw = scratch.File("src.raw");
         string image = scratch.File("c.qcow2");
-        string expectedRaw = scratch.File("expected.raw");
         byte[] expected = Qcow2NodeReadInteropTests.CompressibleData(2 << 20, seed: 3);
         await File.WriteAllBytesAsync(raw, expected);
         await QemuImg.ImgOkAsync("convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", raw, image);
@@ -105,10 +100,7 @@ public sealed class Qcow2NodeWriteInteropTests
             expected.AsSpan(1 << 20, 65536).Clear();
         }
 
-        await File.WriteAllBytesAsync(expectedRaw, expected);
-        await ImageData.AssertQemuCheckCleanAsync(image);
-        ToolResult compare = await QemuImg.ImgAsync("compare", "-f", "qcow2", "-F", "raw", image, expectedRaw);
-        Assert.AreEqual(0, compare.ExitCode, compare.All);
+        await ImageData.AssertCleanAndEqualAsync(image, expected, scratch);
     }
 
     [TestMethod]
@@ -117,7 +109,6 @@ public sealed class Qcow2NodeWriteInteropTests
         using var scratch = new ScratchFolder();
         string baseImage = scratch.File("base.qcow2");
         string overlay = scratch.File("overlay.qcow2");
-        string expectedRaw = scratch.File("expected.raw");
         await QemuImg.ImgOkAsync("create", "-f", "qcow2", baseImage, "3M");
         await QemuImg.IoCommandsAsync(baseImage, "qcow2", "write -P 0x61 0 3M");
         await Qcow2Node.CreateAsync(overlay, new Qcow2CreateOptions { BackingFile = "base.qcow2", ClusterSize = 65536 });
@@ -140,13 +131,10 @@ public sealed class Qcow2NodeWriteInteropTests
             ImageData.AssertSame(expected, await ImageData.ReadAllAsync(opened.Node), "overlay data");
         }
 
-        await File.WriteAllBytesAsync(expectedRaw, expected);
-        await ImageData.AssertQemuCheckCleanAsync(overlay);
         ToolResult info = await QemuImg.ImgOkAsync("info", overlay);
         StringAssert.Contains(info.Output, "backing file: base.qcow2");
         StringAssert.Contains(info.Output, "backing file format: qcow2");
-        ToolResult compare = await QemuImg.ImgAsync("compare", "-F", "raw", overlay, expectedRaw);
-        Assert.AreEqual(0, compare.ExitCode, compare.All);
+        await ImageData.AssertCleanAndEqualAsync(overlay, expected, scratch);
     }
 
     [TestMethod]
@@ -187,7 +175,6 @@ public sealed class Qcow2NodeWriteInteropTests
     {
         using var scratch = new ScratchFolder();
         string image = scratch.File("p.qcow2");
-        string expectedRaw = scratch.File("expected.raw");
         const int Size = 16 << 20;
         await Qcow2Node.CreateAsync(image, new Qcow2CreateOptions { Size = Size, ClusterSize = 4096 });
         byte[] expected = new byte[Size];
@@ -227,10 +214,7 @@ public sealed class Qcow2NodeWriteInteropTests
             await Task.WhenAll(tasks);
         }
 
-        await File.WriteAllBytesAsync(expectedRaw, expected);
-        await ImageData.AssertQemuCheckCleanAsync(image);
-        ToolResult compare = await QemuImg.ImgAsync("compare", "-f", "qcow2", "-F", "raw", image, expectedRaw);
-        Assert.AreEqual(0, compare.ExitCode, compare.All);
+        await ImageData.AssertCleanAndEqualAsync(image, expected, scratch);
     }
 
     [TestMethod]

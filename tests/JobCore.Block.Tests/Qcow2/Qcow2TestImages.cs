@@ -123,6 +123,16 @@ internal static class ImageData
         Assert.AreEqual(expected.Length, diff, $"{what}: first difference at byte {diff}");
     }
 
+    /// <summary>Asserts <c>qemu-img check</c> is clean and <c>qemu-img compare</c> finds the image equal to <paramref name="expected"/>.</summary>
+    public static async Task AssertCleanAndEqualAsync(string image, byte[] expected, ScratchFolder scratch)
+    {
+        string raw = scratch.File(Guid.NewGuid().ToString("N") + ".raw");
+        await File.WriteAllBytesAsync(raw, expected);
+        await AssertQemuCheckCleanAsync(image);
+        ToolResult compare = await QemuImg.ImgAsync("compare", "-F", "raw", image, raw);
+        Assert.AreEqual(0, compare.ExitCode, compare.All);
+    }
+
     /// <summary>Runs <c>qemu-img check</c> and asserts no errors and no leaks.</summary>
     public static async Task AssertQemuCheckCleanAsync(string image)
     {
