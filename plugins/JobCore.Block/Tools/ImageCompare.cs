@@ -30,53 +30,35 @@ internal static class ImageCompare
 {
     private const int ChunkSize = 4 << 20;
     private const int SectorSize = 512;
+    private const int ReadsInFlight = 4;
 
     /// <summary>Compares <paramref name="first"/> with <paramref name="second"/>.</summary>
     public static async Task<CompareResult> CompareAsync(BlockNode first, BlockNode second, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(first);
         ArgumentNullException.ThrowIfNull(second);
-        var buffer1 = ArrayPool<byte>.Shared.Rent(ChunkSize);
-        var buffer2 = ArrayPool<byte>.Shared.Rent(ChunkSize);
+        var common = Math.Min(first.Size, second.Size);
+        if (await FirstDifferenceAsync(first, second, common, cancellationToken).ConfigureAwait(false) is { } mismatch)
+        {
+            return new CompareResult(false, mismatch);
+        }
+
+        if (first.Size == second.Size)
+        {
+            return new CompareResult(false, null);
+        }
+
+        var larger = first.Size > second.Size ? first : second;
+        var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
         try
         {
-            var common = Math.Min(first.Size, second.Size);
-            for (long offset = 0; offset < common;)
-            {
-                var s1 = await ChainStatus.GetAsync(first, offset, Math.Min(ChunkSize, common - offset), cancellationToken).ConfigureAwait(false);
-                var s2 = await ChainStatus.GetAsync(second, offset, s1.Length, cancellationToken).ConfigureAwait(false);
-                var n = (int)Math.Min(s1.Length, s2.Length);
-                if (!(s1.Zero && s2.Zero))
-                {
-                    var a = buffer1.AsMemory(0, n);
-                    var b = buffer2.AsMemory(0, n);
-                    var read1 = s1.Zero ? ClearAsync(a) : first.ReadAsync(offset, a, cancellationToken);
-                    var read2 = s2.Zero ? ClearAsync(b) : second.ReadAsync(offset, b, cancellationToken);
-                    await read1.ConfigureAwait(false);
-                    await read2.ConfigureAwait(false);
-                    var diff = a.Span.CommonPrefixLength(b.Span);
-                    if (diff < n)
-                    {
-                        return new CompareResult(false, offset + (diff / SectorSize * SectorSize));
-                    }
-                }
-
-                offset += n;
-            }
-
-            if (first.Size == second.Size)
-            {
-                return new CompareResult(false, null);
-            }
-
-            var larger = first.Size > second.Size ? first : second;
             for (long offset = common; offset < larger.Size;)
             {
                 var s = await ChainStatus.GetAsync(larger, offset, Math.Min(ChunkSize, larger.Size - offset), cancellationToken).ConfigureAwait(false);
                 var n = (int)s.Length;
                 if (!s.Zero)
                 {
-                    var a = buffer1.AsMemory(0, n);
+                    var a = buffer.AsMemory(0, n);
                     await larger.ReadAsync(offset, a, cancellationToken).ConfigureAwait(false);
                     var nonZero = a.Span.IndexOfAnyExcept((byte)0);
                     if (nonZero >= 0)
@@ -92,8 +74,58 @@ internal static class ImageCompare
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer1);
-            ArrayPool<byte>.Shared.Return(buffer2);
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// The first differing sector in [0, <paramref name="length"/>), reading both images in large chunks with several
+    /// reads in flight; extents zero in both chains are skipped, one zero side is compared against zeroes unread.
+    /// </summary>
+    private static async Task<long?> FirstDifferenceAsync(BlockNode first, BlockNode second, long length, CancellationToken cancellationToken)
+    {
+        var reads1 = new ReadAhead(ReadsInFlight, ChunkSize);
+        var reads2 = new ReadAhead(ReadsInFlight, ChunkSize);
+        try
+        {
+            long offset = 0;
+            while (true)
+            {
+                while (offset < length && reads1.Pending < ReadsInFlight)
+                {
+                    var s1 = await ChainStatus.GetAsync(first, offset, Math.Min(ChunkSize, length - offset), cancellationToken).ConfigureAwait(false);
+                    var s2 = await ChainStatus.GetAsync(second, offset, s1.Length, cancellationToken).ConfigureAwait(false);
+                    var n = (int)Math.Min(s1.Length, s2.Length);
+                    if (!(s1.Zero && s2.Zero))
+                    {
+                        var at = offset;
+                        reads1.Start(at, n, b => s1.Zero ? ClearAsync(b) : first.ReadAsync(at, b, cancellationToken));
+                        reads2.Start(at, n, b => s2.Zero ? ClearAsync(b) : second.ReadAsync(at, b, cancellationToken));
+                    }
+
+                    offset += n;
+                }
+
+                if (reads1.Pending == 0)
+                {
+                    return null;
+                }
+
+                var a = await reads1.NextAsync().ConfigureAwait(false);
+                var b = await reads2.NextAsync().ConfigureAwait(false);
+                var diff = a.Data.Span.CommonPrefixLength(b.Data.Span);
+                reads1.Return(a);
+                reads2.Return(b);
+                if (diff < a.Length)
+                {
+                    return a.Offset + (diff / SectorSize * SectorSize);
+                }
+            }
+        }
+        finally
+        {
+            await reads1.DrainAsync().ConfigureAwait(false);
+            await reads2.DrainAsync().ConfigureAwait(false);
         }
     }
 

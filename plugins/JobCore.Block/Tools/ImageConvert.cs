@@ -12,8 +12,11 @@ internal static class ImageConvert
     /// <summary>The largest request (a multiple of every qcow2 cluster size).</summary>
     internal const int ChunkSize = 4 << 20;
 
-    /// <summary>How many reads may be in flight while the oldest one is written.</summary>
-    internal const int ReadAhead = 4;
+    /// <summary>How many reads may be in flight while older chunks are written.</summary>
+    internal const int ReadsInFlight = 4;
+
+    /// <summary>How many chunks may be being written at once.</summary>
+    internal const int WritesInFlight = 2;
 
     /// <summary>
     /// <c>qemu-img convert [-f FMT] -O FMT [-o ...] SRC DST</c>: opens <paramref name="source"/> with its backing chain
@@ -60,55 +63,54 @@ internal static class ImageConvert
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(target);
         var size = source.Size;
-        var granularity = target.Granularity;
-        var free = new Stack<byte[]>(ReadAhead + 1);
-        for (var i = 0; i <= ReadAhead; i++)
-        {
-            free.Push(GC.AllocateUninitializedArray<byte>(ChunkSize, pinned: true));
-        }
-
-        var pending = new Queue<PendingRead>();
+        var reads = new ReadAhead(ReadsInFlight + WritesInFlight, ChunkSize);
+        var writes = new Queue<(ReadAhead.Slot Slot, Task Write)>();
         try
         {
             long offset = 0;
-            while (offset < size || pending.Count > 0)
+            while (true)
             {
-                if (offset < size && pending.Count < ReadAhead)
+                while (offset < size && reads.Pending < ReadsInFlight && reads.HasFreeBuffer)
                 {
                     var (start, length) = target.ZeroInitialized
-                        ? await NextDataSpanAsync(source, offset, granularity, cancellationToken).ConfigureAwait(false)
+                        ? await NextDataSpanAsync(source, offset, target.Granularity, cancellationToken).ConfigureAwait(false)
                         : (offset, (int)Math.Min(ChunkSize, size - offset));
                     if (length > 0)
                     {
-                        var buffer = free.Pop();
-                        var read = source.ReadAsync(start, buffer.AsMemory(0, length), cancellationToken).AsTask();
-                        pending.Enqueue(new PendingRead(start, length, buffer, read));
+                        reads.Start(start, length, buffer => source.ReadAsync(start, buffer, cancellationToken));
                     }
 
                     offset = start + length;
-                    continue;
                 }
 
-                var oldest = pending.Dequeue();
-                await oldest.Read.ConfigureAwait(false);
-                await WriteNonZeroAsync(target, oldest.Offset, oldest.Buffer.AsMemory(0, oldest.Length), cancellationToken).ConfigureAwait(false);
-                free.Push(oldest.Buffer);
+                if (reads.Pending == 0)
+                {
+                    break;
+                }
+
+                var slot = await reads.NextAsync().ConfigureAwait(false);
+                writes.Enqueue((slot, WriteNonZeroAsync(target, slot.Offset, slot.Data, cancellationToken).AsTask()));
+                if (writes.Count >= WritesInFlight)
+                {
+                    var (written, write) = writes.Dequeue();
+                    await write.ConfigureAwait(false);
+                    reads.Return(written);
+                }
+            }
+
+            while (writes.TryDequeue(out var w))
+            {
+                await w.Write.ConfigureAwait(false);
+                reads.Return(w.Slot);
             }
         }
         finally
         {
-            // Let reads still in flight finish before their buffers go away (their errors are already reported).
-            foreach (var p in pending)
+            // After a failure, let requests still in flight finish before their buffers go away.
+            await reads.DrainAsync().ConfigureAwait(false);
+            foreach (var (_, write) in writes)
             {
-                try
-                {
-                    await p.Read.ConfigureAwait(false);
-                }
-#pragma warning disable CA1031 // the first failure is the one being propagated
-                catch (Exception)
-#pragma warning restore CA1031
-                {
-                }
+                await Task.WhenAny(write).ConfigureAwait(false);
             }
         }
 
@@ -192,5 +194,4 @@ internal static class ImageConvert
     private static bool IsZero(ReadOnlySpan<byte> data, int start, int granularity) =>
         data.Slice(start, Math.Min(granularity, data.Length - start)).IndexOfAnyExcept((byte)0) < 0;
 
-    private readonly record struct PendingRead(long Offset, int Length, byte[] Buffer, Task Read);
 }

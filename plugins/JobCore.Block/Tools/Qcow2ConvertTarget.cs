@@ -25,6 +25,7 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
     private readonly int _clusterBits;
     private readonly int _l2Entries;
     private readonly ulong[]?[] _l2Tables;
+    private readonly Lock _allocation = new();
     private long _nextHostOffset;
 
     private Qcow2ConvertTarget(SafeFileHandle handle, long size, int clusterSize)
@@ -66,23 +67,33 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
             throw new ArgumentException($"Unaligned qcow2 output write at {offset}+{data.Length}.", nameof(offset));
         }
 
-        var host = _nextHostOffset;
-        var clusters = (int)DivideRoundingUp(data.Length, _clusterSize);
+        var host = Allocate(offset, data.Length);
+        await RandomAccess.WriteAsync(_handle, data, host, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Appends host clusters for a guest range and maps them (writes may run concurrently).</summary>
+    private long Allocate(long offset, int length)
+    {
+        var clusters = (int)DivideRoundingUp(length, _clusterSize);
         var guestCluster = offset >> _clusterBits;
-        for (var i = 0; i < clusters; i++, guestCluster++)
+        lock (_allocation)
         {
-            var table = _l2Tables[guestCluster / _l2Entries] ??= new ulong[_l2Entries];
-            ref var entry = ref table[guestCluster % _l2Entries];
-            if (entry != 0)
+            var host = _nextHostOffset;
+            for (var i = 0; i < clusters; i++, guestCluster++)
             {
-                throw new InvalidOperationException($"Guest cluster at {guestCluster << _clusterBits} written twice.");
+                var table = _l2Tables[guestCluster / _l2Entries] ??= new ulong[_l2Entries];
+                ref var entry = ref table[guestCluster % _l2Entries];
+                if (entry != 0)
+                {
+                    throw new InvalidOperationException($"Guest cluster at {guestCluster << _clusterBits} written twice.");
+                }
+
+                entry = (ulong)(host + ((long)i << _clusterBits)) | CopiedFlag;
             }
 
-            entry = (ulong)(host + ((long)i << _clusterBits)) | CopiedFlag;
+            _nextHostOffset += (long)clusters << _clusterBits;
+            return host;
         }
-
-        _nextHostOffset += (long)clusters << _clusterBits;
-        await RandomAccess.WriteAsync(_handle, data, host, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
