@@ -4,7 +4,7 @@ namespace JobCore.Block.Graph;
 
 /// <summary>An extent's allocation relative to a base (<see cref="BackingChain.IsAllocatedAboveAsync"/>).</summary>
 /// <param name="Offset">Start of the extent in bytes.</param>
-/// <param name="Length">Length of the extent in bytes (&gt; 0), all with the same answer.</param>
+/// <param name="Length">Length of the extent in bytes, all with the same answer (0 only past the end of the top).</param>
 /// <param name="Allocated">Some layer from the top down to (excluding) the base has the extent allocated.</param>
 public readonly record struct AllocationExtent(long Offset, long Length, bool Allocated);
 
@@ -109,13 +109,15 @@ public static class BackingChain
 
     /// <summary>
     /// Whether the extent at <paramref name="offset"/> is allocated in any layer from <paramref name="top"/> down
-    /// to, but excluding, <paramref name="base"/> (<see langword="null"/> = the whole chain), QEMU's
-    /// <c>bdrv_is_allocated_above</c>: the answer holds for the returned length. A layer shorter than the offset
-    /// has nothing allocated there, and does not cut the extent.
+    /// to, but excluding, <paramref name="base"/> (<see langword="null"/> = the whole chain), as QEMU 7.2's
+    /// <c>bdrv_is_allocated_above</c> answers: the answer holds for the returned length, which each unallocated
+    /// layer may shorten. A lower layer that ends before <paramref name="offset"/> counts as allocated there (its
+    /// overlay reads zeroes past its end, hiding the layers below). When <paramref name="offset"/> is at or past the
+    /// end of <paramref name="top"/> the answer is unallocated with length 0 (stream: nothing left to copy).
     /// </summary>
     /// <param name="top">The top of the chain.</param>
     /// <param name="base">The first layer not asked, or <see langword="null"/>.</param>
-    /// <param name="offset">Start in bytes (within <paramref name="top"/>).</param>
+    /// <param name="offset">Start in bytes.</param>
     /// <param name="length">Longest extent wanted (&gt; 0).</param>
     /// <param name="cancellationToken">Cancels the query.</param>
     public static async ValueTask<AllocationExtent> IsAllocatedAboveAsync(
@@ -125,14 +127,13 @@ public static class BackingChain
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
         BlockNode topLayer = SkipFilters(top);
-        length = Math.Min(length, topLayer.Size - offset);
-        if (length <= 0)
+        if (offset >= topLayer.Size)
         {
-            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"Offset is at or past the end of {topLayer}.");
+            return new AllocationExtent(offset, 0, false);
         }
 
         BlockNode? stop = @base is null ? null : SkipFilters(@base);
-        long unallocated = length;
+        long unallocated = Math.Min(length, topLayer.Size - offset);
         foreach (BlockNode layer in Layers(topLayer))
         {
             if (ReferenceEquals(layer, stop))
@@ -143,11 +144,10 @@ public static class BackingChain
             long layerSize = layer.Size;
             if (offset >= layerSize)
             {
-                continue;
+                return new AllocationExtent(offset, unallocated, true);
             }
 
-            long ask = Math.Min(unallocated, layerSize - offset);
-            BlockStatus status = await layer.GetBlockStatusAsync(offset, ask, cancellationToken).ConfigureAwait(false);
+            BlockStatus status = await layer.GetBlockStatusAsync(offset, Math.Min(unallocated, layerSize - offset), cancellationToken).ConfigureAwait(false);
             if (status.Length <= 0)
             {
                 throw new InvalidOperationException($"{layer} reported an empty block status extent at {offset}.");
@@ -158,11 +158,7 @@ public static class BackingChain
                 return new AllocationExtent(offset, Math.Min(status.Length, unallocated), true);
             }
 
-            // The unallocated run ends early in this layer, unless it only stops at the layer's own end.
-            if (ReferenceEquals(layer, topLayer) || offset + status.Length < layerSize)
-            {
-                unallocated = Math.Min(unallocated, status.Length);
-            }
+            unallocated = Math.Min(unallocated, status.Length);
         }
 
         return new AllocationExtent(offset, unallocated, false);
@@ -203,14 +199,11 @@ public static class BackingChain
                 continue;
             }
 
-            AllocationExtent extent;
-            if (at >= SkipFilters(below).Size)
+            AllocationExtent extent = await IsAllocatedAboveAsync(below, @base, at, run, cancellationToken).ConfigureAwait(false);
+            if (extent.Length == 0)
             {
-                extent = new AllocationExtent(at, run, false);
-            }
-            else
-            {
-                extent = await IsAllocatedAboveAsync(below, @base, at, run, cancellationToken).ConfigureAwait(false);
+                // The backing chain ends before this offset: nothing below can show through any more.
+                break;
             }
 
             if (extent.Allocated)
