@@ -14,22 +14,25 @@ public sealed class BlockJobLease : IAsyncDisposable
     private readonly BlockGraph _graph;
     private int _released;
 
-    internal BlockJobLease(BlockGraph graph, string jobType, IReadOnlyList<BlockNode> blocked, IReadOnlyList<BlockNode> held)
+    private readonly List<BlockNode> _blocked;
+    private readonly List<BlockNode> _held;
+
+    internal BlockJobLease(BlockGraph graph, string jobType, List<BlockNode> blocked, List<BlockNode> held)
     {
         _graph = graph;
         JobType = jobType;
-        Blocked = blocked;
-        Held = held;
+        _blocked = blocked;
+        _held = held;
     }
 
     /// <summary>The job type named in refusals (<c>stream</c>, <c>commit</c>, <c>mirror</c>).</summary>
     public string JobType { get; }
 
     /// <summary>Nodes the job works on (op-blocked): its main node and the chain between top and base.</summary>
-    public IReadOnlyList<BlockNode> Blocked { get; }
+    public IReadOnlyList<BlockNode> Blocked => _blocked;
 
     /// <summary>Nodes the job uses as children of its own (mirror target, commit base): op-blocked and "in use".</summary>
-    public IReadOnlyList<BlockNode> Held { get; }
+    public IReadOnlyList<BlockNode> Held => _held;
 
     /// <summary>Whether the lease was released.</summary>
     public bool IsReleased => Volatile.Read(ref _released) != 0;
@@ -38,6 +41,22 @@ public sealed class BlockJobLease : IAsyncDisposable
     /// <param name="node">A node.</param>
     public bool Covers(BlockNode node) =>
         Blocked.Contains(node, ReferenceEqualityComparer.Instance) || Held.Contains(node, ReferenceEqualityComparer.Instance);
+
+    /// <summary>Follows a node the graph reopened as a new object (graph lock held).</summary>
+    internal void Swap(BlockNode old, BlockNode replacement)
+    {
+        int i = _blocked.FindIndex(n => ReferenceEquals(n, old));
+        if (i >= 0)
+        {
+            _blocked[i] = replacement;
+        }
+
+        i = _held.FindIndex(n => ReferenceEquals(n, old));
+        if (i >= 0)
+        {
+            _held[i] = replacement;
+        }
+    }
 
     /// <summary>Releases the nodes; nodes nobody references any more (implicit nodes dropped from a chain) are closed.</summary>
     public async ValueTask DisposeAsync()

@@ -77,6 +77,9 @@ public abstract class FilterNode : BlockNode
         Volatile.Write(ref _child, child);
     }
 
+    /// <summary>Switches the filter between read-only and read-write (graph reopen only).</summary>
+    internal void SetReadOnly(bool readOnly) => ReadOnly = readOnly;
+
     /// <summary>Throws EROFS (QEMU's text for a write to a read-only node) when the node is read-only.</summary>
     protected void ThrowIfReadOnly()
     {
