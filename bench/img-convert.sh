@@ -39,7 +39,7 @@ now() { date +%s.%N; }
 time_it() {
   local name=$1; shift
   local t0 t1
-  t0=$(now); "$@" >/dev/null; t1=$(now)
+  sync; t0=$(now); "$@" >/dev/null; t1=$(now)
   local s; s=$(echo "$t1 - $t0" | bc -l)
   printf '%s\n' "$s" >> "$name.times"
   printf '  %-34s %8.3f s\n' "$name" "$s"

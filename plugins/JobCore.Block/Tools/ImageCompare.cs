@@ -28,9 +28,9 @@ internal sealed record CompareResult(bool SizeWarning, long? MismatchOffset)
 /// </summary>
 internal static class ImageCompare
 {
-    private const int ChunkSize = 4 << 20;
+    private const int ChunkSize = 1 << 20;
     private const int SectorSize = 512;
-    private const int ReadsInFlight = 4;
+    private const int ReadsInFlight = 8;
 
     /// <summary>Compares <paramref name="first"/> with <paramref name="second"/>.</summary>
     public static async Task<CompareResult> CompareAsync(BlockNode first, BlockNode second, CancellationToken cancellationToken = default)

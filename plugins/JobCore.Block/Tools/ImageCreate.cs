@@ -1,4 +1,5 @@
 using System.Globalization;
+using JobCore.Block.Graph;
 using JobCore.Block.Nodes;
 
 namespace JobCore.Block.Tools;
@@ -61,7 +62,7 @@ internal static class ImageCreate
                     readOnly: true, withBacking: false, cancellationToken).ConfigureAwait(false);
                 size ??= chain.Top.Size;
             }
-            catch (Exception e) when (e is BlockIOException or BlockFormatException or ImageToolException)
+            catch (Exception e) when (e is BlockIOException or BlockFormatException or BlockGraphException or ImageToolException)
             {
                 throw new ImageToolException($"{file}: {e.Message}. Could not open backing image.", e);
             }

@@ -34,14 +34,14 @@ internal sealed record ImageInfo(
     {
         ArgumentNullException.ThrowIfNull(filename);
         await using var chain = await ImageChain.OpenAsync(filename, format, readOnly: true, withBacking: false, cancellationToken).ConfigureAwait(false);
-        var layer = chain.Layers[0];
+        var top = chain.Top;
         var actual = HostFileStat.Of(filename).AllocatedBytes;
-        if (layer.Node is not Qcow2Node qcow2)
+        if (top is not Qcow2Node { File: FileNode file } qcow2)
         {
-            return new ImageInfo(filename, layer.Format, layer.Node.Size, actual, null, false, null, null, null, null);
+            return new ImageInfo(filename, top.DriverName, top.Size, actual, null, false, null, null, null, null);
         }
 
-        var header = await ReadQcow2HeaderAsync(layer.File, filename, cancellationToken).ConfigureAwait(false);
+        var header = await ReadQcow2HeaderAsync(file, filename, cancellationToken).ConfigureAwait(false);
         var data = new Qcow2InfoData(
             header.Version >= 3 ? "1.1" : "0.10",
             (header.CompatibleFeatures & Qcow2Header.CompatLazyRefcounts) != 0,

@@ -18,6 +18,16 @@ internal sealed class ImageToolException : Exception
     {
     }
 
+    /// <summary>Creates the exception with its one-line message and the exit code qemu-img gives for it.</summary>
+    public ImageToolException(string message, int exitCode)
+        : base(message)
+    {
+        ExitCode = exitCode;
+    }
+
+    /// <summary>The exit code qemu-img uses for this failure, when it is not the command's usual error code.</summary>
+    public int? ExitCode { get; }
+
     /// <summary>Creates the exception with a generic message.</summary>
     public ImageToolException()
         : base("image tool failure")

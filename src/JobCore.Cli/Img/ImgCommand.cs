@@ -10,6 +10,7 @@ internal static class ImgCommand
     {
         ImgCreateCommand.Create(),
         ImgInfoCommand.Create(),
+        ImgCheckCommand.Create(),
         ImgMapCommand.Create(),
         ImgCompareCommand.Create(),
         ImgConvertCommand.Create(),

@@ -17,7 +17,7 @@ internal static class ImgMapCommand
         {
             await using var chain = await ImageChain.OpenAsync(parse.GetValue(file)!, parse.GetValue(format),
                 readOnly: true, withBacking: true, token).ConfigureAwait(false);
-            var map = await ImageMap.BuildAsync(chain.Top, chain.FilenameOf, token).ConfigureAwait(false);
+            var map = await ImageMap.BuildAsync(chain.Top, ImageChain.FilenameOf, token).ConfigureAwait(false);
             await Console.Out.WriteAsync(parse.GetValue(output) == "json" ? ImageMap.ToJson(map) : ImageMap.ToHuman(map)).ConfigureAwait(false);
             return 0;
         }, cancellationToken));

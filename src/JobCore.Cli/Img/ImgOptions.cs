@@ -1,4 +1,5 @@
 using System.CommandLine;
+using JobCore.Block.Graph;
 using JobCore.Block.Nodes;
 using JobCore.Block.Tools;
 
@@ -50,12 +51,12 @@ internal static class ImgOptions
         {
             var message = e switch
             {
-                ImageToolException or BlockIOException or BlockFormatException => e.Message,
+                ImageToolException or BlockIOException or BlockFormatException or BlockGraphException => e.Message,
                 UnauthorizedAccessException or IOException => e.Message,
                 _ => $"{e.GetType().Name}: {e.Message}",
             };
             await Console.Error.WriteLineAsync("jobctl: " + message.ReplaceLineEndings(" ")).ConfigureAwait(false);
-            return failureExitCode;
+            return e is ImageToolException { ExitCode: { } code } ? code : failureExitCode;
         }
     }
 }
