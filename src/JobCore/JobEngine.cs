@@ -705,6 +705,12 @@ public sealed class JobEngine : IAsyncDisposable
 
     internal async Task FinalizeAsync(Job job, CancellationToken cancellationToken)
     {
+        lock (Sync)
+        {
+            job.CheckVerbLocked(JobVerb.Finalize);
+        }
+
+        // Checked again under the gate: another finalization may have run meanwhile.
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {

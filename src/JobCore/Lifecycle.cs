@@ -7,6 +7,15 @@ namespace JobCore;
 /// </summary>
 public static class Lifecycle
 {
+    // Declared first: the tables below are parsed from these in the static initializer.
+    private static readonly string[] StatusNames =
+        ["undefined", "created", "running", "paused", "ready", "standby", "waiting", "pending", "aborting", "concluded", "null"];
+
+    private static readonly string[] VerbNames =
+        ["cancel", "pause", "resume", "set-speed", "complete", "finalize", "dismiss", "change"];
+
+    private const string Letters = "UCRPYSWDXEN";
+
     // Row = from, column = to; order U C R P Y S W D X E N.
     private static readonly bool[,] Transitions = Parse(
         "U: C",
@@ -111,14 +120,6 @@ public static class Lifecycle
         sb.Append("\nA refused verb fails with `Job '<id>' in state '<status>' cannot accept command verb '<verb>'`.\n");
         return sb.ToString();
     }
-
-    private static readonly string[] StatusNames =
-        ["undefined", "created", "running", "paused", "ready", "standby", "waiting", "pending", "aborting", "concluded", "null"];
-
-    private static readonly string[] VerbNames =
-        ["cancel", "pause", "resume", "set-speed", "complete", "finalize", "dismiss", "change"];
-
-    private const string Letters = "UCRPYSWDXEN";
 
     private static bool[,] Parse(params string[] rows)
     {
