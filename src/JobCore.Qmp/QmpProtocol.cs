@@ -5,4 +5,7 @@ public static class QmpProtocol
 {
     /// <summary>The capability-negotiation command every session starts with.</summary>
     public const string CapabilitiesCommand = "qmp_capabilities";
+
+    /// <summary>The event sent when the server begins to shut down.</summary>
+    public const string ShutdownEvent = "SHUTDOWN";
 }

@@ -1,0 +1,44 @@
+using System.Text.Json.Nodes;
+
+namespace JobCore.Qmp;
+
+/// <summary>The protocol's own commands: <c>qmp_capabilities</c>, <c>query-version</c>, <c>query-commands</c>, <c>quit</c>.</summary>
+public static class QmpBuiltinCommands
+{
+    /// <summary>The <c>SHUTDOWN</c> reason <c>quit</c> reports (QEMU's <c>host-qmp-quit</c>).</summary>
+    public const string QuitReason = "host-qmp-quit";
+
+    /// <summary>Adds the built-in commands to <paramref name="table"/>.</summary>
+    public static QmpCommandTable AddBuiltinCommands(this QmpCommandTable table)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        table.Add(QmpProtocol.CapabilitiesCommand, [QmpArgument.Opt("enable", QmpType.Array(QmpType.Enum("oob")))], Capabilities);
+        table.Add("query-version", [], static (ctx, _, _) => ValueTask.FromResult<JsonNode?>(QmpDispatcher.VersionObject(ctx.Server.Options.Version)));
+        table.Add("query-commands", [], static (ctx, _, _) =>
+            ValueTask.FromResult<JsonNode?>(new JsonArray([.. ctx.Server.Commands.Names.Select(n => (JsonNode)new JsonObject { ["name"] = n })])));
+        table.Add("quit", [], static (ctx, _, _) =>
+        {
+            // Reply first, then shut down (QEMU sends the return before SHUTDOWN and the job cancellations).
+            ctx.Session.AfterReply(() => ctx.Server.RequestShutdown(QuitReason));
+            return ValueTask.FromResult<JsonNode?>(null);
+        });
+        return table;
+    }
+
+    private static ValueTask<JsonNode?> Capabilities(QmpCommandContext context, JsonObject arguments, CancellationToken cancellationToken)
+    {
+        if (context.Session.Negotiated)
+        {
+            throw new QmpException(QmpErrorClass.CommandNotFound, "Capabilities negotiation is already complete, command ignored");
+        }
+
+        if (arguments["enable"] is JsonArray { Count: > 0 } enable)
+        {
+            // The greeting offers no capability, so none can be enabled.
+            throw new QmpException($"Capability '{enable[0]!.GetValue<string>()}' not available");
+        }
+
+        context.Session.Negotiated = true;
+        return ValueTask.FromResult<JsonNode?>(null);
+    }
+}
