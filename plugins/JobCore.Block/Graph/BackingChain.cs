@@ -259,20 +259,24 @@ public static class BackingChain
     /// <param name="node">A node.</param>
     public static string GetFormatName(BlockNode node) => SkipFilters(node).DriverName;
 
-    /// <summary>Resolves <paramref name="path"/> against the folder of <paramref name="imageFilename"/> unless it is absolute.</summary>
+    /// <summary>
+    /// QEMU's <c>path_combine</c>: a relative <paramref name="path"/> is taken relative to the folder of
+    /// <paramref name="imageFilename"/> by plain string joining (no normalisation, and relative stays relative when
+    /// the image name is relative), so the names the graph shows and records are the ones QEMU would.
+    /// </summary>
     /// <param name="imageFilename">The file name of the image that names <paramref name="path"/>.</param>
     /// <param name="path">An absolute or relative path.</param>
     public static string ResolveRelativeTo(string imageFilename, string path)
     {
         ArgumentNullException.ThrowIfNull(imageFilename);
         ArgumentNullException.ThrowIfNull(path);
-        if (Path.IsPathRooted(path))
+        if (path.StartsWith('/') || path.Contains("://", StringComparison.Ordinal))
         {
             return path;
         }
 
-        string folder = Path.GetDirectoryName(Path.GetFullPath(imageFilename)) ?? Directory.GetCurrentDirectory();
-        return Path.GetFullPath(Path.Combine(folder, path));
+        int slash = imageFilename.LastIndexOf('/');
+        return slash < 0 ? path : string.Concat(imageFilename.AsSpan(0, slash + 1), path);
     }
 
     private static bool SamePath(string a, string b) =>

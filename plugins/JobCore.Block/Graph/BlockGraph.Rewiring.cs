@@ -176,11 +176,14 @@ public sealed partial class BlockGraph
     /// <param name="backing">The new backing node, or <see langword="null"/>.</param>
     /// <param name="backingFile">The string to record in the header, or <see langword="null"/> for the backing node's file name.</param>
     /// <param name="writeHeader">Whether to rewrite the header (false: graph only, e.g. a target created with the right header).</param>
+    /// <param name="backingFormat">The format to record, or <see langword="null"/> for the backing node's driver
+    /// (pass <c>raw</c> for stream's <c>backing-mask-protocol</c> when the backing node is a protocol node).</param>
     /// <param name="cancellationToken">Cancels before the header is written.</param>
     /// <exception cref="BlockGraphException">The overlay has no backing support, or the change would make a loop.</exception>
     /// <exception cref="BlockIOException">The header could not be written (the graph is then unchanged).</exception>
     public async ValueTask ChangeBackingAsync(
-        BlockNode overlay, BlockNode? backing, string? backingFile = null, bool writeHeader = true, CancellationToken cancellationToken = default)
+        BlockNode overlay, BlockNode? backing, string? backingFile = null, bool writeHeader = true, string? backingFormat = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(overlay);
         var image = BackingChain.SkipFilters(overlay) as Qcow2Node
@@ -199,7 +202,7 @@ public sealed partial class BlockGraph
                 string? file = backing is null ? null
                     : backingFile ?? BackingChain.TryGetFilename(backing)
                       ?? throw new BlockGraphException($"Node '{backing.NodeName}' has no file name to record as backing file");
-                string? format = backing is null ? null : BackingChain.GetFormatName(backing);
+                string? format = backing is null ? null : backingFormat ?? BackingChain.GetFormatName(backing);
                 await image.ChangeBackingFileAsync(file, format, cancellationToken).ConfigureAwait(false);
             }
 

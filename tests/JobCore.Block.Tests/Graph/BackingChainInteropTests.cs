@@ -83,6 +83,24 @@ public sealed class BackingChainInteropTests
     }
 
     [TestMethod]
+    public async Task A_relative_image_name_gives_relative_backing_names_like_qemu()
+    {
+        await using var dir = new GraphTestFolder();
+        string top = await MakeChainAsync(dir);
+        string relative = Path.GetRelativePath(Directory.GetCurrentDirectory(), top);
+        Assert.IsFalse(Path.IsPathRooted(relative));
+        BlockNode node = await OpenAsync(dir, "top", relative);
+        string relativeFolder = relative[..(relative.LastIndexOf('/') + 1)];
+        Assert.AreEqual(relativeFolder + "mid.qcow2", BackingChain.TryGetFilename(node.Backing!));
+        Assert.AreEqual(relativeFolder + "base.qcow2", BackingChain.TryGetFilename(node.Backing!.Backing!));
+        Assert.AreEqual(relativeFolder + "mid.qcow2", BlockGraph.Describe(node).BackingFile);
+
+        // A custom backing string and format go to the header as given.
+        await dir.Graph.ChangeBackingAsync(node, node.Backing!, backingFile: "mid.qcow2", backingFormat: "qcow2");
+        Assert.AreEqual("mid.qcow2", ((Qcow2Node)node).BackingFileName);
+    }
+
+    [TestMethod]
     public async Task Backing_null_and_backing_by_node_name()
     {
         await using var dir = new GraphTestFolder();

@@ -77,9 +77,11 @@ public sealed class BackingChainTests
 
     [TestMethod]
     [DataRow("/img/top.qcow2", "base.qcow2", "/img/base.qcow2")]
-    [DataRow("/img/top.qcow2", "../b/base.qcow2", "/b/base.qcow2")]
+    [DataRow("/img/top.qcow2", "../b/base.qcow2", "/img/../b/base.qcow2")]
+    [DataRow("img/top.qcow2", "base.qcow2", "img/base.qcow2")]
+    [DataRow("top.qcow2", "base.qcow2", "base.qcow2")]
     [DataRow("/img/top.qcow2", "/abs/base.qcow2", "/abs/base.qcow2")]
-    public void Relative_backing_names_resolve_against_the_images_folder(string image, string backing, string expected)
+    public void Relative_backing_names_combine_with_the_images_folder_like_qemu(string image, string backing, string expected)
     {
         Assert.AreEqual(expected, BackingChain.ResolveRelativeTo(image, backing));
     }
