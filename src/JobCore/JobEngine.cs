@@ -499,7 +499,7 @@ public sealed class JobEngine : IAsyncDisposable
     /// <summary>Prepare every member, then commit each, or abort the transaction if a prepare failed.</summary>
     private async Task DoFinalizeAsync(Job job)
     {
-        var failed = false;
+        Job? failed = null;
         foreach (var m in job.Transaction.Snapshot())
         {
             bool ok;
@@ -510,7 +510,7 @@ public sealed class JobEngine : IAsyncDisposable
 
             if (!ok)
             {
-                failed = true;
+                failed = m;
                 break;
             }
 
@@ -533,14 +533,16 @@ public sealed class JobEngine : IAsyncDisposable
                     UpdateResultLocked(m);
                 }
 
-                failed = true;
+                failed = m;
                 break;
             }
         }
 
-        if (failed)
+        if (failed is not null)
         {
-            await TransactionAbortAsync(job).ConfigureAwait(false);
+            // Deliberate difference from QEMU, which aborts "from" the job that asked for finalization and so may still
+            // commit that job: we abort from the failed member, so every other member is cancelled (all or nothing).
+            await TransactionAbortAsync(failed).ConfigureAwait(false);
             return;
         }
 
