@@ -11,7 +11,7 @@
 #   read:   qemu-img compare q.qcow2 src.raw    vs  jobctl img compare q.qcow2 src.raw
 # Both tools read the same files (page cache warm) and write into the page cache (qemu-img convert's default
 # cache=unsafe never flushes; jobctl does not either). Every output is verified with qemu-img check/compare.
-# Prints each run's seconds, the best of each, and the ratio qemu/jobctl (>= 1.0 means jobctl is as fast or faster).
+# Prints each run's wall and CPU seconds, the best of each, and the ratios qemu/jobctl (>= 1.0: jobctl as fast or faster).
 set -euo pipefail
 
 SIZE=${1:-1G}
@@ -34,18 +34,25 @@ echo "making $SIZE ($BYTES bytes) of random data ..."
 head -c "$BYTES" /dev/urandom > src.raw
 cat src.raw > /dev/null
 
-now() { date +%s.%N; }
-# time_it NAME CMD... : runs CMD, appends the seconds to the file NAME.times, prints them
+# time_it NAME CMD... : runs CMD after a sync; appends wall seconds to NAME.times and CPU seconds (user+sys,
+# children included) to NAME.cpu. CPU time is the steadier figure on a loaded machine.
 time_it() {
   local name=$1; shift
-  local t0 t1
-  sync; t0=$(now); "$@" >/dev/null; t1=$(now)
-  local s; s=$(echo "$t1 - $t0" | bc -l)
-  printf '%s\n' "$s" >> "$name.times"
-  printf '  %-34s %8.3f s\n' "$name" "$s"
+  local TIMEFORMAT='%R %U %S' t
+  sync
+  t=$( { time "$@" >/dev/null; } 2>&1 )
+  local wall user sys; read -r wall user sys <<<"$(tail -n 1 <<<"$t")"
+  local cpu; cpu=$(echo "$user + $sys" | bc -l)
+  printf '%s\n' "$wall" >> "$name.times"
+  printf '%s\n' "$cpu" >> "$name.cpu"
+  printf '  %-34s %8.3f s wall %8.3f s cpu\n' "$name" "$wall" "$cpu"
 }
-best() { sort -g "$1.times" | head -n 1; }
-ratio() { echo "scale=3; $(best "$1") / $(best "$2")" | bc -l; }
+best() { sort -g "$1.${2:-times}" | head -n 1; }
+ratio() { echo "scale=3; $(best "$1" "${3:-times}") / $(best "$2" "${3:-times}")" | bc -l; }
+line() {
+  printf '  %-28s wall: qemu-img %7.3f jobctl %7.3f ratio %5s | cpu: qemu-img %7.3f jobctl %7.3f ratio %5s\n' "$1" \
+    "$(best "$2")" "$(best "$3")" "$(ratio "$2" "$3")" "$(best "$2" cpu)" "$(best "$3" cpu)" "$(ratio "$2" "$3" cpu)"
+}
 
 for i in $(seq 1 "$REPS"); do
   echo "repetition $i/$REPS"
@@ -65,13 +72,7 @@ qemu-img compare -f qcow2 -F raw j.qcow2 src.raw >/dev/null
 cmp src.raw j-out.raw
 
 echo
-echo "summary for $SIZE of random data, best of $REPS (seconds; ratio = qemu-img / jobctl, goal >= 1.0):"
-printf '  %-28s qemu-img %7.3f   jobctl %7.3f   ratio %s\n' \
-  "convert raw -> qcow2" "$(best qemu-img-convert-to-qcow2)" "$(best jobctl-convert-to-qcow2)" \
-  "$(ratio qemu-img-convert-to-qcow2 jobctl-convert-to-qcow2)"
-printf '  %-28s qemu-img %7.3f   jobctl %7.3f   ratio %s\n' \
-  "convert qcow2 -> raw (read)" "$(best qemu-img-convert-qcow2-to-raw)" "$(best jobctl-convert-qcow2-to-raw)" \
-  "$(ratio qemu-img-convert-qcow2-to-raw jobctl-convert-qcow2-to-raw)"
-printf '  %-28s qemu-img %7.3f   jobctl %7.3f   ratio %s\n' \
-  "compare qcow2 vs raw (read)" "$(best qemu-img-compare-qcow2-raw)" "$(best jobctl-compare-qcow2-raw)" \
-  "$(ratio qemu-img-compare-qcow2-raw jobctl-compare-qcow2-raw)"
+echo "summary for $SIZE of random data, best of $REPS (seconds; ratio = qemu-img / jobctl, goal >= 1.0; load: $(cut -d' ' -f1-3 /proc/loadavg)):"
+line "convert raw -> qcow2" qemu-img-convert-to-qcow2 jobctl-convert-to-qcow2
+line "convert qcow2 -> raw (read)" qemu-img-convert-qcow2-to-raw jobctl-convert-qcow2-to-raw
+line "compare qcow2 vs raw (read)" qemu-img-compare-qcow2-raw jobctl-compare-qcow2-raw

@@ -16,7 +16,7 @@ internal static class ImageConvert
     internal const int ChunkSize = 2 << 20;
 
     /// <summary>How many reads may be in flight while older chunks are written.</summary>
-    internal const int ReadsInFlight = 8;
+    internal const int ReadsInFlight = 4;
 
     /// <summary>How many chunks may be being written at once.</summary>
     internal const int WritesInFlight = 2;
