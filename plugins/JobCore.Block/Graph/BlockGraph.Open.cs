@@ -162,6 +162,12 @@ public sealed partial class BlockGraph
         using IDisposable suspended = SuspendInjectionBelow(file);
         try
         {
+            // QEMU's first check, with its text; the driver then validates the rest of the header.
+            if (await ProbeFormatAsync(file, cancellationToken).ConfigureAwait(false) != "qcow2")
+            {
+                throw new BlockGraphException("Image is not in qcow2 format");
+            }
+
             return await Qcow2Node.OpenAsync(name, file, readOnly, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is BlockFormatException or BlockIOException)
