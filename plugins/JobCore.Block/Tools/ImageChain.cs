@@ -70,23 +70,6 @@ internal sealed class ImageChain : IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// QEMU's <c>path_combine</c>: a relative backing name is taken relative to the folder of the image naming it
-    /// (keeping the result relative when the image name is), as qemu-img shows <c>full-backing-filename</c>.
-    /// </summary>
-    public static string CombineBackingPath(string imageName, string backingName)
-    {
-        ArgumentNullException.ThrowIfNull(imageName);
-        ArgumentNullException.ThrowIfNull(backingName);
-        if (backingName.StartsWith('/') || backingName.Contains("://", StringComparison.Ordinal))
-        {
-            return backingName;
-        }
-
-        var slash = imageName.LastIndexOf('/');
-        return slash < 0 ? backingName : string.Concat(imageName.AsSpan(0, slash + 1), backingName);
-    }
-
     /// <summary>Probes a file node: qcow2 when it starts with the qcow2 magic, else raw.</summary>
     public static async Task<string> ProbeFormatAsync(BlockNode file, CancellationToken cancellationToken = default)
     {

@@ -58,7 +58,7 @@ internal static class ImageCreate
             // Like qemu-img: the backing image must open (relative to the new image's folder), and it gives the default size.
             try
             {
-                await using var chain = await ImageChain.OpenAsync(ImageChain.CombineBackingPath(file, backing), request.BackingFormat,
+                await using var chain = await ImageChain.OpenAsync(BackingChain.ResolveRelativeTo(file, backing), request.BackingFormat,
                     readOnly: true, withBacking: false, cancellationToken).ConfigureAwait(false);
                 size ??= chain.Top.Size;
             }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using JobCore.Block.Graph;
 using JobCore.Block.Nodes;
 
 namespace JobCore.Block.Tools;
@@ -51,7 +52,7 @@ internal sealed record ImageInfo(
         var backing = qcow2.BackingFileName;
         return new ImageInfo(filename, "qcow2", qcow2.Size, actual, qcow2.ClusterSize,
             (header.IncompatibleFeatures & Qcow2Header.IncompatDirty) != 0,
-            backing, backing is null ? null : ImageChain.CombineBackingPath(filename, backing), qcow2.BackingFormat, data);
+            backing, backing is null ? null : BackingChain.ResolveRelativeTo(filename, backing), qcow2.BackingFormat, data);
     }
 
     private static async Task<Qcow2Header> ReadQcow2HeaderAsync(FileNode file, string filename, CancellationToken cancellationToken)

@@ -77,6 +77,6 @@ public sealed class ImgMapCommandTests
         var r = await Tool.JobctlAsync(dir.Path, "img", "map", "--output", "json", "top.qcow2");
 
         Assert.AreEqual(1, r.ExitCode, r.ToString());
-        Assert.AreEqual("jobctl: Could not open backing file: Could not open '" + dir.File("base.qcow2") + "': No such file or directory\n", r.StdErr);
+        Assert.AreEqual("jobctl: Could not open backing file: Could not open 'base.qcow2': No such file or directory\n", r.StdErr);
     }
 }
