@@ -289,7 +289,7 @@ public sealed partial class Qcow2Node
             count++;
         }
 
-        long host = await AllocateClustersAsync(count, cancellationToken).ConfigureAwait(false);
+        (long host, count) = await AllocateRunAsync(count, allowShorter: true, cancellationToken).ConfigureAwait(false);
         int n = (int)Math.Min(data.Length, ((long)count << _clusterBits) - intra);
         int fullStart = -1;
         for (int k = 0; k < count; k++)
@@ -563,10 +563,29 @@ public sealed partial class Qcow2Node
     /// <summary>Finds <paramref name="count"/> contiguous free clusters from the free cursor and sets their refcounts to 1 (in the cache).</summary>
     private async ValueTask<long> AllocateClustersAsync(int count, CancellationToken cancellationToken)
     {
+        if (count >= 1L << _refBlockBits)
+        {
+            // Each refcount block sits in the first cluster it covers, so no free run is longer than one block's range.
+            throw new BlockIOException(BlockIOException.EFBIG,
+                $"Image '{_imageName}' cannot allocate {count} contiguous clusters with {_header.RefcountBits}-bit refcounts and {_clusterSize}-byte clusters");
+        }
+
+        var (host, got) = await AllocateRunAsync(count, allowShorter: false, cancellationToken).ConfigureAwait(false);
+        System.Diagnostics.Debug.Assert(got == count, "a full run was requested");
+        return host;
+    }
+
+    /// <summary>
+    /// Finds the first run of free clusters from the free cursor — exactly <paramref name="count"/> long, or with
+    /// <paramref name="allowShorter"/> possibly shorter — and sets their refcounts to 1 (in the cache).
+    /// Creates missing refcount blocks (and grows the refcount table) on the way.
+    /// </summary>
+    private async ValueTask<(long Host, int Count)> AllocateRunAsync(int count, bool allowShorter, CancellationToken cancellationToken)
+    {
         while (true)
         {
             long start = _freeCursor;
-            long run = 0;
+            int run = 0;
             bool restart = false;
             for (long c = _freeCursor; run < count; c++)
             {
@@ -578,6 +597,11 @@ public sealed partial class Qcow2Node
                 long tableIndex = c >> _refBlockBits;
                 if (tableIndex >= RefTableEntries || RefBlockOffset(tableIndex) == 0)
                 {
+                    if (allowShorter && run > 0)
+                    {
+                        break;
+                    }
+
                     await CreateRefBlockAsync(tableIndex, cancellationToken).ConfigureAwait(false);
                     restart = true;
                     break;
@@ -592,6 +616,10 @@ public sealed partial class Qcow2Node
 
                     run++;
                 }
+                else if (allowShorter && run > 0)
+                {
+                    break;
+                }
                 else
                 {
                     run = 0;
@@ -603,13 +631,13 @@ public sealed partial class Qcow2Node
                 continue;
             }
 
-            for (long c = start; c < start + count; c++)
+            for (long c = start; c < start + run; c++)
             {
                 await SetRefcountAsync(c, 1, cancellationToken).ConfigureAwait(false);
             }
 
-            _freeCursor = start + count;
-            return start << _clusterBits;
+            _freeCursor = start + run;
+            return (start << _clusterBits, run);
         }
     }
 
