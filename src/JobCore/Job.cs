@@ -205,13 +205,13 @@ public sealed class Job
         lock (_engine.Sync)
         {
             CheckVerbLocked(JobVerb.Complete);
-            if (CancelRequested || !Driver.SupportsComplete)
+            if (CancelRequested || !Driver.InvokeSupportsComplete)
             {
                 throw new JobException($"The active block job '{Id}' cannot be completed");
             }
         }
 
-        Driver.Complete(Context);
+        Driver.InvokeComplete(Context);
     }
 
     /// <summary>
@@ -249,7 +249,7 @@ public sealed class Job
             var old = Speed;
             Limiter.SetSpeed(speed);
             Speed = speed;
-            Driver.SpeedChanged(Context, speed);
+            Driver.InvokeSpeedChanged(Context, speed);
             if (speed != 0 && speed <= old)
             {
                 return;
@@ -269,13 +269,13 @@ public sealed class Job
         lock (_engine.Sync)
         {
             CheckVerbLocked(JobVerb.Change);
-            if (!Driver.SupportsChange)
+            if (!Driver.InvokeSupportsChange)
             {
                 throw new JobException("Job type does not support change");
             }
         }
 
-        Driver.Change(Context, changeOptions);
+        Driver.InvokeChange(Context, changeOptions);
     }
 
     /// <summary>
@@ -302,10 +302,10 @@ public sealed class Job
     internal JobInfo SnapshotLocked()
     {
         Dictionary<string, object?>? extra = null;
-        if (Driver.HasQueryFields)
+        if (Driver.InvokeHasQueryFields)
         {
             extra = new Dictionary<string, object?>(StringComparer.Ordinal);
-            Driver.AddQueryFields(extra);
+            Driver.InvokeAddQueryFields(extra);
         }
 
         return new JobInfo(
@@ -348,7 +348,7 @@ public sealed class Job
 
     internal void UserResumeLocked()
     {
-        Driver.UserResume(Context);
+        Driver.InvokeUserResume(Context);
         IoStatus = IoStatus.Ok;
         UserPaused = false;
     }

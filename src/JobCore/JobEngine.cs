@@ -376,7 +376,7 @@ public sealed class JobEngine : IAsyncDisposable
         try
         {
             await PausePointAsync(job).ConfigureAwait(false);
-            await job.Driver.RunAsync(job.Context, job.ForceCancelToken).ConfigureAwait(false);
+            await job.Driver.InvokeRunAsync(job.Context, job.ForceCancelToken).ConfigureAwait(false);
         }
 #pragma warning disable CA1031 // Any exception from a driver fails its job; it must never escape the engine.
         catch (Exception ex)
@@ -517,7 +517,7 @@ public sealed class JobEngine : IAsyncDisposable
             var span = JobCoreTelemetry.StartPhase(m, "prepare");
             try
             {
-                await m.Driver.PrepareAsync(m.Context, CancellationToken.None).ConfigureAwait(false);
+                await m.Driver.InvokePrepareAsync(m.Context, CancellationToken.None).ConfigureAwait(false);
                 JobCoreTelemetry.EndPhase(span, null);
             }
 #pragma warning disable CA1031 // A failing prepare fails its job and aborts the transaction.
@@ -648,11 +648,11 @@ public sealed class JobEngine : IAsyncDisposable
         {
             if (failed)
             {
-                await job.Driver.AbortAsync(job.Context, CancellationToken.None).ConfigureAwait(false);
+                await job.Driver.InvokeAbortAsync(job.Context, CancellationToken.None).ConfigureAwait(false);
             }
             else
             {
-                await job.Driver.CommitAsync(job.Context, CancellationToken.None).ConfigureAwait(false);
+                await job.Driver.InvokeCommitAsync(job.Context, CancellationToken.None).ConfigureAwait(false);
             }
         }
 #pragma warning disable CA1031 // commit/abort must not fail; a driver bug is logged, the lifecycle carries on.
@@ -663,7 +663,7 @@ public sealed class JobEngine : IAsyncDisposable
 
         try
         {
-            await job.Driver.CleanAsync(job.Context, CancellationToken.None).ConfigureAwait(false);
+            await job.Driver.InvokeCleanAsync(job.Context, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -732,7 +732,7 @@ public sealed class JobEngine : IAsyncDisposable
     /// <summary>QEMU's <c>job_cancel_async</c>: record the request, undo a user pause. Tokens are cancelled by the caller.</summary>
     private static void CancelRequestLocked(Job job, bool force, List<Job> tokensToCancel)
     {
-        force = job.Driver.Cancel(job.Context, force) || force;
+        force = job.Driver.InvokeCancel(job.Context, force) || force;
         if (job.UserPaused)
         {
             job.UserResumeLocked();
@@ -836,7 +836,7 @@ public sealed class JobEngine : IAsyncDisposable
 
     private async ValueTask PausePointSlowAsync(Job job)
     {
-        await job.Driver.PauseAsync(job.Context).ConfigureAwait(false);
+        await job.Driver.InvokePauseAsync(job.Context).ConfigureAwait(false);
         Task? wakeup = null;
         var saved = JobStatus.Running;
         lock (Sync)
@@ -863,7 +863,7 @@ public sealed class JobEngine : IAsyncDisposable
             JobCoreTelemetry.EndPhase(span, null);
         }
 
-        await job.Driver.ResumeAsync(job.Context).ConfigureAwait(false);
+        await job.Driver.InvokeResumeAsync(job.Context).ConfigureAwait(false);
     }
 
     internal ValueTask SleepAsync(Job job, TimeSpan delay)

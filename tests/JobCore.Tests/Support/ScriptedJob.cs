@@ -57,7 +57,7 @@ internal sealed class ScriptedJob : JobDriver<ScriptedOptions>
         _context?.Wake();
     }
 
-    protected internal override async Task RunAsync(JobContext context, CancellationToken cancellationToken)
+    protected override async Task RunAsync(JobContext context, CancellationToken cancellationToken)
     {
         _context = context;
         context.ProgressSetRemaining(Options.Total);
@@ -119,34 +119,34 @@ internal sealed class ScriptedJob : JobDriver<ScriptedOptions>
         }
     }
 
-    protected internal override bool SupportsComplete => Options.Completable;
+    protected override bool SupportsComplete => Options.Completable;
 
-    protected internal override void Complete(JobContext context)
+    protected override void Complete(JobContext context)
     {
         _completeRequested = true;
         context.Wake();
     }
 
-    protected internal override bool Cancel(JobContext context, bool force) =>
+    protected override bool Cancel(JobContext context, bool force) =>
         !Options.Completable || force || !context.Job.Info.Ready;
 
-    protected internal override bool SupportsChange => Options.SupportsChange;
+    protected override bool SupportsChange => Options.SupportsChange;
 
-    protected internal override void Change(JobContext context, object changeOptions) => LastChange = changeOptions;
+    protected override void Change(JobContext context, object changeOptions) => LastChange = changeOptions;
 
-    protected internal override ValueTask PrepareAsync(JobContext context, CancellationToken cancellationToken)
+    protected override ValueTask PrepareAsync(JobContext context, CancellationToken cancellationToken)
     {
         Log("prepare");
         return Options.PrepareFailure is { } failure ? throw new JobFailedException(failure) : default;
     }
 
-    protected internal override ValueTask CommitAsync(JobContext context, CancellationToken cancellationToken)
+    protected override ValueTask CommitAsync(JobContext context, CancellationToken cancellationToken)
     {
         Log("commit");
         return default;
     }
 
-    protected internal override async ValueTask AbortAsync(JobContext context, CancellationToken cancellationToken)
+    protected override async ValueTask AbortAsync(JobContext context, CancellationToken cancellationToken)
     {
         Log("abort");
         if (Options.AbortGate is { } gate)
@@ -155,7 +155,7 @@ internal sealed class ScriptedJob : JobDriver<ScriptedOptions>
         }
     }
 
-    protected internal override ValueTask CleanAsync(JobContext context, CancellationToken cancellationToken)
+    protected override ValueTask CleanAsync(JobContext context, CancellationToken cancellationToken)
     {
         Log("clean");
         return default;
