@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Numerics;
+using JobCore.Block.Nodes;
 using Microsoft.Win32.SafeHandles;
 
 namespace JobCore.Block.Tools;
@@ -15,9 +16,7 @@ namespace JobCore.Block.Tools;
 internal sealed class Qcow2ConvertTarget : ConvertTarget
 {
     private const ulong CopiedFlag = 1UL << 63;
-    private const int HeaderLength = 112;
-    private const int RefcountOrder = 4;
-    private const int RefcountBytes = 1 << (RefcountOrder - 3);
+    private const int RefcountBytes = 2; // refcount order 4, QEMU's default
 
     private readonly SafeFileHandle _handle;
     private readonly long _size;
@@ -47,7 +46,7 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
         ArgumentNullException.ThrowIfNull(path);
         Qcow2CreateValidation.ValidateClusterSize(clusterSize);
         var l1Size = DivideRoundingUp(DivideRoundingUp(RoundUpToSector(size), clusterSize), clusterSize / 8);
-        if (l1Size * 8 > Qcow2CreateValidation.MaxL1Bytes)
+        if (l1Size * 8 > Qcow2Header.MaxL1Bytes)
         {
             throw new ImageToolException($"Image size {size} is too large for cluster size {clusterSize}");
         }
@@ -167,27 +166,20 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
         await RandomAccess.WriteAsync(_handle, tableBytes, tableStart << _clusterBits, cancellationToken).ConfigureAwait(false);
         RandomAccess.SetLength(_handle, totalClusters << _clusterBits);
 
-        var header = new byte[_clusterSize];
-        WriteHeader(header, l1Clusters == 0 ? 0 : l1Start << _clusterBits, tableStart << _clusterBits, (int)tableClusters);
+        var header = SerializeHeader(l1Clusters == 0 ? 0 : l1Start << _clusterBits, tableStart << _clusterBits, (int)tableClusters);
         await RandomAccess.WriteAsync(_handle, header, 0, cancellationToken).ConfigureAwait(false);
     }
 
-    private void WriteHeader(Span<byte> header, long l1Offset, long refcountTableOffset, int refcountTableClusters)
+    /// <summary>Cluster 0 as QEMU writes it (version 3, refcount order 4, feature name table), via the qcow2 driver's header code.</summary>
+    private byte[] SerializeHeader(long l1Offset, long refcountTableOffset, int refcountTableClusters)
     {
-        BinaryPrimitives.WriteUInt32BigEndian(header, 0x514649fb);
-        BinaryPrimitives.WriteUInt32BigEndian(header[4..], 3);
-        // 8: no backing file.
-        BinaryPrimitives.WriteUInt32BigEndian(header[20..], (uint)_clusterBits);
-        BinaryPrimitives.WriteInt64BigEndian(header[24..], _size);
-        // 32: no encryption.
-        BinaryPrimitives.WriteInt32BigEndian(header[36..], _l2Tables.Length);
-        BinaryPrimitives.WriteInt64BigEndian(header[40..], l1Offset);
-        BinaryPrimitives.WriteInt64BigEndian(header[48..], refcountTableOffset);
-        BinaryPrimitives.WriteInt32BigEndian(header[56..], refcountTableClusters);
-        // 60..95: no snapshots, no feature bits.
-        BinaryPrimitives.WriteInt32BigEndian(header[96..], RefcountOrder);
-        BinaryPrimitives.WriteInt32BigEndian(header[100..], HeaderLength);
-        // 104: compression type deflate; the header extension area that follows is empty (end marker = zeroes).
+        var header = Qcow2Header.CreateV3(_clusterBits);
+        header.Size = _size;
+        header.L1Size = _l2Tables.Length;
+        header.L1TableOffset = l1Offset;
+        header.RefcountTableOffset = refcountTableOffset;
+        header.RefcountTableClusters = refcountTableClusters;
+        return header.Serialize();
     }
 
     /// <summary>qcow2 sizes are whole 512-byte sectors; qemu-img rounds up.</summary>

@@ -5,9 +5,6 @@ namespace JobCore.Block.Tools;
 /// <summary>The qcow2 creation limits qemu-img enforces, with its messages.</summary>
 internal static class Qcow2CreateValidation
 {
-    /// <summary>QEMU's cap on the L1 table (32 MiB).</summary>
-    internal const long MaxL1Bytes = 32L << 20;
-
     /// <summary>Checks that <paramref name="clusterSize"/> is a power of two between 512 and 2 MiB.</summary>
     /// <exception cref="ImageToolException">It is not.</exception>
     public static void ValidateClusterSize(long clusterSize)
