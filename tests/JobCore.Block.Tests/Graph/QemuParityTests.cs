@@ -94,8 +94,61 @@ public sealed class QemuParityTests
         Assert.AreEqual(0, dir.Graph.Nodes.Count);
     }
 
-    // Runs the commands through QMP on stdio; returns "ok" or the error text for each, in order.
-    private static async Task<string[]> RunQemuAsync(string[] commands)
+    [TestMethod]
+    public async Task Query_named_block_nodes_shows_what_qemu_shows()
+    {
+        await using var dir = new GraphTestFolder();
+        dir.Raw("a.raw", 1 << 20);
+        await QemuImg.ImgOkAsync("create", "-f", "qcow2", "-o", "cluster_size=4096", dir.File("base.qcow2"), "1M");
+        await QemuImg.ImgOkAsync("create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", dir.File("top.qcow2"));
+        string[] commands =
+        [
+            """{"execute":"blockdev-add","arguments":{"driver":"raw","node-name":"r0","read-only":true,"file":{"driver":"file","filename":"""
+                + GraphTestFolder.Json(dir.File("a.raw")) + "}}}",
+            """{"execute":"blockdev-add","arguments":{"driver":"qcow2","node-name":"top","file":{"driver":"file","filename":"""
+                + GraphTestFolder.Json(dir.File("top.qcow2")) + "}}}",
+            """{"execute":"query-named-block-nodes"}""",
+        ];
+        string[] qemu = await RunQemuAsync(commands, keepReturns: true);
+        using JsonDocument qemuNodes = JsonDocument.Parse(qemu[2]);
+        foreach (string command in commands[..2])
+        {
+            using JsonDocument doc = JsonDocument.Parse(command);
+            await dir.Graph.AddAsync(doc.RootElement.GetProperty("arguments"));
+        }
+
+        IReadOnlyList<BlockDeviceInfo> ours = dir.Graph.QueryNamedBlockNodes();
+        Assert.AreEqual(qemuNodes.RootElement.GetArrayLength(), ours.Count);
+        foreach (string name in new[] { "r0", "top" })
+        {
+            JsonElement expected = qemuNodes.RootElement.EnumerateArray().Single(n => n.GetProperty("node-name").GetString() == name);
+            using JsonDocument actual = JsonDocument.Parse(JsonSerializer.Serialize(ours.Single(n => n.NodeName == name)));
+            AssertSubset(expected, actual.RootElement, name);
+            Assert.IsTrue(actual.RootElement.EnumerateObject().Count() >= 17, actual.RootElement.GetRawText());
+        }
+
+        using JsonDocument top = JsonDocument.Parse(JsonSerializer.Serialize(ours.Single(n => n.NodeName == "top")));
+        Assert.AreEqual(dir.File("base.qcow2"), top.RootElement.GetProperty("image").GetProperty("backing-image").GetProperty("filename").GetString());
+    }
+
+    // Every member JobCore reports must be in QEMU's answer with the same value (QEMU reports more members).
+    private static void AssertSubset(JsonElement expected, JsonElement actual, string path)
+    {
+        if (actual.ValueKind != JsonValueKind.Object)
+        {
+            Assert.AreEqual(expected.GetRawText(), actual.GetRawText(), path);
+            return;
+        }
+
+        foreach (JsonProperty member in actual.EnumerateObject())
+        {
+            Assert.IsTrue(expected.TryGetProperty(member.Name, out JsonElement value), $"{path}.{member.Name} is not in QEMU's answer");
+            AssertSubset(value, member.Value, $"{path}.{member.Name}");
+        }
+    }
+
+    // Runs the commands through QMP on stdio; returns "ok" (or the raw return value) or the error text for each.
+    private static async Task<string[]> RunQemuAsync(string[] commands, bool keepReturns = false)
     {
         var lines = new List<string> { """{"execute":"qmp_capabilities"}""" };
         lines.AddRange(commands);
@@ -110,9 +163,9 @@ public sealed class QemuParityTests
             foreach (string line in result.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
             {
                 using JsonDocument doc = JsonDocument.Parse(line);
-                if (doc.RootElement.TryGetProperty("return", out _))
+                if (doc.RootElement.TryGetProperty("return", out JsonElement value))
                 {
-                    answers.Add("ok");
+                    answers.Add(keepReturns ? value.GetRawText() : "ok");
                 }
                 else if (doc.RootElement.TryGetProperty("error", out JsonElement error))
                 {
