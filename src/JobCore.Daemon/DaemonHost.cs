@@ -3,12 +3,16 @@ using System.Text.Json.Nodes;
 using JobCore.Qmp;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
 
 namespace JobCore.Daemon;
 
 /// <summary>
-/// Wires the daemon: services, the QMP server and its commands, signal handling, and QEMU's shutdown order
-/// (reply to <c>quit</c>, <c>SHUTDOWN</c> event, force-cancel jobs, flush clients, exit 0).
+/// Wires the daemon: services and plugins, the QMP server with the built-in, job and plugin commands, telemetry,
+/// signal handling, and QEMU's shutdown order (reply to <c>quit</c>, <c>SHUTDOWN</c>, force-cancel jobs, close
+/// images, flush clients, exit 0).
 /// </summary>
 internal static class DaemonHost
 {
@@ -21,12 +25,12 @@ internal static class DaemonHost
             return 2;
         }
 
-        var endpoints = new List<QmpEndpoint>();
+        var serverOptions = new QmpServerOptions();
         foreach (var text in options.Qmp)
         {
             try
             {
-                endpoints.Add(QmpEndpoint.Parse(text));
+                serverOptions.Endpoints.Add(QmpEndpoint.Parse(text));
             }
             catch (FormatException ex)
             {
@@ -40,18 +44,32 @@ internal static class DaemonHost
             .SetMinimumLevel(level)
             .AddSimpleConsole(o => o.SingleLine = true)
             .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
-        await using var provider = services.BuildServiceProvider();
-        var loggerFactory = provider.GetRequiredService<ILoggerFactory>();
-        var logger = loggerFactory.CreateLogger("jobcored");
-
-        var serverOptions = new QmpServerOptions();
-        foreach (var endpoint in endpoints)
+        try
         {
-            serverOptions.Endpoints.Add(endpoint);
+            services.AddJobCore(b =>
+            {
+                if (options.PluginDirectory is not null)
+                {
+                    b.AddPluginsFromDirectory(options.PluginDirectory.FullName);
+                }
+            });
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or BadImageFormatException or TypeLoadException)
+        {
+            await Console.Error.WriteLineAsync("jobcored: cannot load plugins: " + ex.Message).ConfigureAwait(false);
+            return 2;
         }
 
-        var commands = new QmpCommandTable().AddBuiltinCommands();
-        await using var server = new QmpServer(commands, serverOptions, provider, loggerFactory);
+        var provider = services.BuildServiceProvider();
+        await using var providerScope = provider.ConfigureAwait(false);
+        var loggerFactory = provider.GetRequiredService<ILoggerFactory>();
+        var logger = loggerFactory.CreateLogger("jobcored");
+        using var telemetry = Telemetry.StartIfConfigured();
+
+        var (commands, jobs) = provider.BuildQmpCommands();
+        var server = new QmpServer(commands, serverOptions, provider, loggerFactory);
+        await using var serverScope = server.ConfigureAwait(false);
+        using var bridge = jobs.Attach(server);
         try
         {
             await server.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -72,6 +90,12 @@ internal static class DaemonHost
             QmpProtocol.ShutdownEvent,
             new JsonObject { ["guest"] = false, ["reason"] = reason },
             TimeProvider.System.GetUtcNow()));
+
+        // Force-cancel every job (clients see aborting, BLOCK_JOB_CANCELLED, concluded, null), then release the
+        // plugins' resources (images are flushed and closed) before clients see the connection close.
+        await provider.GetRequiredService<JobEngine>().ShutdownAsync(CancellationToken.None).ConfigureAwait(false);
+        bridge.Dispose();
+        await provider.DisposeAsync().ConfigureAwait(false);
         await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
         return 0;
     }
@@ -80,5 +104,46 @@ internal static class DaemonHost
     {
         context.Cancel = true;
         server.RequestShutdown(reason);
+    }
+
+    /// <summary>OTLP export of traces and metrics, when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set.</summary>
+    private sealed class Telemetry : IDisposable
+    {
+        private readonly TracerProvider _tracer;
+        private readonly MeterProvider _meter;
+
+        private Telemetry(TracerProvider tracer, MeterProvider meter)
+        {
+            _tracer = tracer;
+            _meter = meter;
+        }
+
+        public static Telemetry? StartIfConfigured()
+        {
+            if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT")))
+            {
+                return null;
+            }
+
+            var tracer = Sdk.CreateTracerProviderBuilder()
+                .AddJobCoreInstrumentation()
+                .AddSource(QmpProtocol.ActivitySourceName, "JobCore.*")
+                .AddOtlpExporter()
+                .Build();
+            var meter = Sdk.CreateMeterProviderBuilder()
+                .AddJobCoreInstrumentation()
+                .AddMeter("JobCore.*")
+                .AddOtlpExporter()
+                .Build();
+            return new Telemetry(tracer, meter);
+        }
+
+        public void Dispose()
+        {
+            _tracer.ForceFlush();
+            _meter.ForceFlush();
+            _tracer.Dispose();
+            _meter.Dispose();
+        }
     }
 }

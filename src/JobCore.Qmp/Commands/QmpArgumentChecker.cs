@@ -9,7 +9,37 @@ namespace JobCore.Qmp;
 internal static class QmpArgumentChecker
 {
     /// <summary>Returns QEMU's error text for the first problem, or null when the object is acceptable.</summary>
-    public static string? Check(IReadOnlyList<QmpArgument> members, JsonObject args, string prefix = "")
+    public static string? Check(IReadOnlyList<QmpArgument> members, JsonObject args, string prefix = "", QmpUnionVariants? variants = null)
+    {
+        var error = CheckMembers(members, args, prefix);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        IReadOnlyList<QmpArgument> variantMembers = [];
+        if (variants is not null && args[variants.Discriminator] is JsonValue tag && tag.TryGetValue<string>(out var value))
+        {
+            variantMembers = variants.MembersOf(value) ?? [];
+            error = CheckMembers(variantMembers, args, prefix);
+            if (error is not null)
+            {
+                return error;
+            }
+        }
+
+        foreach (var (name, _) in args)
+        {
+            if (!members.Any(m => m.Name == name) && !variantMembers.Any(m => m.Name == name))
+            {
+                return $"Parameter '{prefix}{name}' is unexpected";
+            }
+        }
+
+        return null;
+    }
+
+    private static string? CheckMembers(IReadOnlyList<QmpArgument> members, JsonObject args, string prefix)
     {
         foreach (var member in members)
         {
@@ -27,14 +57,6 @@ internal static class QmpArgumentChecker
             if (error is not null)
             {
                 return error;
-            }
-        }
-
-        foreach (var (name, _) in args)
-        {
-            if (!members.Any(m => m.Name == name))
-            {
-                return $"Parameter '{prefix}{name}' is unexpected";
             }
         }
 

@@ -13,4 +13,20 @@ public delegate ValueTask<JsonNode?> QmpCommandHandler(QmpCommandContext context
 /// <param name="Name">The <c>execute</c> name, e.g. <c>job-pause</c>.</param>
 /// <param name="Arguments">The members of the argument object, in QEMU's declaration order (checks follow it).</param>
 /// <param name="Handler">Runs the command.</param>
-public sealed record QmpCommand(string Name, IReadOnlyList<QmpArgument> Arguments, QmpCommandHandler Handler);
+public sealed record QmpCommand(string Name, IReadOnlyList<QmpArgument> Arguments, QmpCommandHandler Handler)
+{
+    /// <summary>
+    /// For a command whose argument object is a flat union (e.g. <c>blockdev-add</c> on <c>driver</c>): the members
+    /// each discriminator value adds. Null for a plain argument list.
+    /// </summary>
+    public QmpUnionVariants? Variants { get; init; }
+}
+
+/// <summary>The variant part of a flat union: which member discriminates, and the extra members of each value.</summary>
+/// <param name="Discriminator">The name of the (string-valued) base member that selects the variant.</param>
+/// <param name="Lookup">Returns the extra members for a discriminator value, or null when it adds none.</param>
+public sealed record QmpUnionVariants(string Discriminator, Func<string, IReadOnlyList<QmpArgument>?> Lookup)
+{
+    /// <summary>The extra members for <paramref name="value"/>, or null.</summary>
+    public IReadOnlyList<QmpArgument>? MembersOf(string value) => Lookup(value);
+}

@@ -31,7 +31,7 @@ public abstract class QmpType
     public static QmpType Number { get; } = new Scalar("number", static v => v.GetValueKind() == JsonValueKind.Number);
 
     /// <summary>Any JSON object, members unchecked.</summary>
-    public static QmpType AnyObject { get; } = new ObjectType(null);
+    public static QmpType AnyObject { get; } = new ObjectType(null, null);
 
     /// <summary>Any JSON value.</summary>
     public static QmpType Any { get; } = new AnyType();
@@ -40,13 +40,24 @@ public abstract class QmpType
     public static QmpType Null { get; } = new NullType();
 
     /// <summary>An object whose members are checked like command arguments (nested names appear as <c>a.b</c>).</summary>
-    public static QmpType Struct(params QmpArgument[] members) => new ObjectType(members);
+    public static QmpType Struct(params QmpArgument[] members) => new ObjectType(members, null);
 
     /// <summary>An array whose elements have type <paramref name="element"/> (elements appear as <c>a[0]</c>).</summary>
     public static QmpType Array(QmpType element) => new ArrayType(element);
 
     /// <summary>A string limited to <paramref name="values"/>; others fail with <c>Parameter 'x' does not accept value 'v'</c>.</summary>
-    public static QmpType Enum(params string[] values) => new EnumType(values);
+    public static QmpType Enum(params string[] values) => new EnumType(v => System.Array.IndexOf(values, v) >= 0);
+
+    /// <summary>A string enum whose values can grow at run time (e.g. job types added by plugins).</summary>
+    public static QmpType Enum(Func<string, bool> accepts) => new EnumType(accepts);
+
+    /// <summary>
+    /// A flat union (QAPI <c>union</c> with a <c>discriminator</c>): the <paramref name="baseMembers"/> (which include
+    /// the discriminator) are checked first, then the members of the variant the discriminator selects, then
+    /// unexpected members. <paramref name="variants"/> returns null for a value without extra members.
+    /// </summary>
+    public static QmpType Union(IReadOnlyList<QmpArgument> baseMembers, string discriminator, Func<string, IReadOnlyList<QmpArgument>?> variants) =>
+        new ObjectType(baseMembers, new QmpUnionVariants(discriminator, variants));
 
     /// <summary>
     /// A value that may be any one of <paramref name="choices"/> (QAPI alternate, e.g. a node reference that is
@@ -80,7 +91,7 @@ public abstract class QmpType
         internal override bool MatchesKind(JsonNode? value) => value is null;
     }
 
-    private sealed class EnumType(string[] values) : QmpType("string")
+    private sealed class EnumType(Func<string, bool> accepts) : QmpType("string")
     {
         internal override bool MatchesKind(JsonNode? value) => value is JsonValue v && v.GetValueKind() == JsonValueKind.String;
 
@@ -93,7 +104,7 @@ public abstract class QmpType
             }
 
             var s = value!.GetValue<string>();
-            return System.Array.IndexOf(values, s) >= 0 ? null : $"Parameter '{path}' does not accept value '{s}'";
+            return accepts(s) ? null : $"Parameter '{path}' does not accept value '{s}'";
         }
     }
 
@@ -132,7 +143,7 @@ public abstract class QmpType
         }
     }
 
-    internal sealed class ObjectType(IReadOnlyList<QmpArgument>? members) : QmpType("object")
+    internal sealed class ObjectType(IReadOnlyList<QmpArgument>? members, QmpUnionVariants? variants) : QmpType("object")
     {
         internal override bool MatchesKind(JsonNode? value) => value is JsonObject;
 
@@ -143,7 +154,7 @@ public abstract class QmpType
                 return base.Check(value, path);
             }
 
-            return members is null ? null : QmpArgumentChecker.Check(members, obj, path + ".");
+            return members is null ? null : QmpArgumentChecker.Check(members, obj, path + ".", variants);
         }
     }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json.Nodes;
 using JobCore.Qmp.Json;
 
@@ -10,6 +11,9 @@ namespace JobCore.Qmp;
 /// </summary>
 internal static class QmpDispatcher
 {
+    /// <summary>Traces one span per executed command (name <c>qmp COMMAND</c>); job traces link to it.</summary>
+    public static readonly ActivitySource Source = new(QmpProtocol.ActivitySourceName);
+
     public static JsonObject Greeting(QmpVersion version) => new()
     {
         ["QMP"] = new JsonObject
@@ -82,12 +86,27 @@ internal static class QmpDispatcher
         }
 
         arguments ??= [];
-        var invalid = QmpArgumentChecker.Check(command.Arguments, arguments);
+        var invalid = QmpArgumentChecker.Check(command.Arguments, arguments, string.Empty, command.Variants);
         if (invalid is not null)
         {
             return Error(QmpErrorClass.GenericError, invalid, id);
         }
 
+        using var activity = Source.StartActivity("qmp " + name, ActivityKind.Server);
+        activity?.SetTag("rpc.system", "qmp");
+        activity?.SetTag("rpc.method", name);
+        var response = await InvokeAsync(server, session, command, arguments, id, cancellationToken).ConfigureAwait(false);
+        if (activity is not null && response["error"] is JsonObject error)
+        {
+            activity.SetStatus(ActivityStatusCode.Error, error["desc"]!.GetValue<string>());
+            activity.SetTag("error.type", error["class"]!.GetValue<string>());
+        }
+
+        return response;
+    }
+
+    private static async ValueTask<JsonObject> InvokeAsync(QmpServer server, QmpSession session, QmpCommand command, JsonObject arguments, Id? id, CancellationToken cancellationToken)
+    {
         try
         {
             var result = await command.Handler(new QmpCommandContext(server, session), arguments, cancellationToken).ConfigureAwait(false);
@@ -109,7 +128,7 @@ internal static class QmpDispatcher
         }
         catch (Exception ex)
         {
-            QmpLog.CommandFailed(server.Logger, ex, name, session.Name);
+            QmpLog.CommandFailed(server.Logger, ex, command.Name, session.Name);
             return Error(QmpErrorClass.GenericError, ex.Message, id);
         }
     }
