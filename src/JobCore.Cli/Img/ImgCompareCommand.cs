@@ -10,7 +10,7 @@ internal static class ImgCompareCommand
     public static Command Create()
     {
         var format1 = ImgOptions.Format("format of the first image (probed when omitted)");
-        var format2 = new Option<string?>("-F") { Description = "format of the second image (probed when omitted)" };
+        var format2 = new Option<string?>("-F") { Description = "format of the second image (probed when omitted)", HelpName = "FMT" };
         var quiet = new Option<bool>("-q") { Description = "print nothing; only the exit code tells" };
         var first = ImgOptions.File("filename1", "first image");
         var second = ImgOptions.File("filename2", "second image");

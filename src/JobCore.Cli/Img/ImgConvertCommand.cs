@@ -10,8 +10,8 @@ internal static class ImgConvertCommand
     public static Command Create()
     {
         var format = ImgOptions.Format("source format (probed when omitted)");
-        var outputFormat = new Option<string>("-O") { Description = "output format: qcow2 or raw", DefaultValueFactory = _ => "raw" };
-        var options = ImgOptions.FormatOptions();
+        var outputFormat = new Option<string>("-O") { Description = "output format: qcow2 or raw", HelpName = "FMT", DefaultValueFactory = _ => "raw" };
+        var options = ImgOptions.FormatOptions("output format options: cluster_size=N (qcow2)");
         var compress = new Option<bool>("-c") { Description = "compress the output (not supported: refused)" };
         var source = ImgOptions.File("source", "source image (its backing chain is read too)");
         var destination = ImgOptions.File("destination", "output image, created or overwritten");

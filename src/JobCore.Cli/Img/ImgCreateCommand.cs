@@ -9,9 +9,9 @@ internal static class ImgCreateCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var format = new Option<string>("-f", "--format") { Description = "image format: qcow2 or raw", DefaultValueFactory = _ => "raw" };
-        var backing = new Option<string?>("-b") { Description = "backing file (relative names are relative to FILE's folder)" };
-        var backingFormat = new Option<string?>("-F") { Description = "backing file format (required with -b)" };
+        var format = new Option<string>("-f", "--format") { Description = "image format: qcow2 or raw", HelpName = "FMT", DefaultValueFactory = _ => "raw" };
+        var backing = new Option<string?>("-b") { Description = "backing file (relative names are relative to FILE's folder)", HelpName = "BACKING" };
+        var backingFormat = new Option<string?>("-F") { Description = "backing file format (required with -b)", HelpName = "FMT" };
         var options = ImgOptions.FormatOptions();
         var quiet = new Option<bool>("-q") { Description = "do not print the Formatting line" };
         var file = ImgOptions.File();

@@ -10,7 +10,7 @@ internal static class ImgOptions
 {
     /// <summary><c>-f FMT</c>: the image format (probed when omitted).</summary>
     public static Option<string?> Format(string description = "image format: qcow2 or raw (probed when omitted)") =>
-        new("-f", "--format") { Description = description };
+        new("-f", "--format") { Description = description, HelpName = "FMT" };
 
     /// <summary><c>--output human|json</c>.</summary>
     public static Option<string> Output() => new Option<string>("--output")
@@ -20,9 +20,10 @@ internal static class ImgOptions
     }.AcceptOnlyFromAmong("human", "json");
 
     /// <summary><c>-o key=value[,...]</c> format options.</summary>
-    public static Option<string[]> FormatOptions() => new("-o")
+    public static Option<string[]> FormatOptions(string description = "format options: cluster_size=N, backing_file=FILE, backing_fmt=FMT") => new("-o")
     {
-        Description = "format options: cluster_size=N, backing_file=FILE, backing_fmt=FMT",
+        Description = description,
+        HelpName = "OPTIONS",
         AllowMultipleArgumentsPerToken = false,
     };
 
