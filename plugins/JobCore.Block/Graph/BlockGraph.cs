@@ -160,6 +160,21 @@ public sealed partial class BlockGraph : IAsyncDisposable
     }
 
     /// <summary>
+    /// Whether no other node uses <paramref name="node"/> as a child (QEMU's root nodes; backends do not count).
+    /// A node with a filter inserted above it (stream's copy-on-read, mirror's tracking filter) is not a root:
+    /// block-commit refuses it with <c>Need a root block node</c>.
+    /// </summary>
+    /// <param name="node">A node.</param>
+    public bool IsRoot(BlockNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        lock (_lock)
+        {
+            return !ParentsLocked(node).Any();
+        }
+    }
+
+    /// <summary>
     /// <c>blockdev-del</c>: releases a node added with <see cref="AddAsync(BlockdevOptions, CancellationToken)"/>
     /// and closes it with every implicit child nothing else uses. Refusals, in QEMU's order:
     /// <c>Failed to find node with node-name='x'</c>; <c>Node x is in use</c> (a backend or a job uses it as its

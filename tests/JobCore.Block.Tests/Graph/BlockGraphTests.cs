@@ -191,6 +191,8 @@ public sealed partial class BlockGraphTests
         filter.AttachBitmap(bitmap);
         Assert.AreSame(filter, guest.Node);
         Assert.IsTrue(AutoName().IsMatch(filter.NodeName));
+        Assert.IsFalse(dir.Graph.IsRoot(src), "a filtered node is no root");
+        Assert.IsTrue(dir.Graph.IsRoot(filter));
         await guest.WriteAsync(8192, new byte[] { 9 });
         Assert.IsTrue(bitmap.IsDirty(8192));
 
