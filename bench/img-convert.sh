@@ -23,7 +23,9 @@ trap 'rm -rf "$WORK"' EXIT
 
 command -v qemu-img >/dev/null || { echo "img-convert.sh: qemu-img is required" >&2; exit 1; }
 echo "building jobctl (Release) into $BUILD ..."
-dotnet build "$ROOT/src/JobCore.Cli" -c Release -nologo -clp:ErrorsOnly --artifacts-path "$BUILD" >/dev/null
+if ! out=$(dotnet build "$ROOT/src/JobCore.Cli" -c Release -nologo -clp:ErrorsOnly --artifacts-path "$BUILD" 2>&1); then
+  echo "$out" >&2; echo "img-convert.sh: build failed" >&2; exit 1
+fi
 JOBCTL_DLL=$(find "$BUILD/bin" -name jobctl.dll -path '*release*' | head -n 1)
 [ -n "$JOBCTL_DLL" ] || { echo "img-convert.sh: jobctl.dll not found under $BUILD" >&2; exit 1; }
 jobctl() { dotnet "$JOBCTL_DLL" "$@"; }
@@ -54,16 +56,26 @@ line() {
     "$(best "$2")" "$(best "$3")" "$(ratio "$2" "$3")" "$(best "$2" cpu)" "$(best "$3" cpu)" "$(ratio "$2" "$3" cpu)"
 }
 
+# pair A_NAME A_CMD... -- B_NAME B_CMD... : times both, alternating which goes first between repetitions so that
+# neither tool always inherits the other's dirty page cache.
+pair() {
+  local a=() b=() in_b=0 x
+  for x in "$@"; do
+    if [ "$x" = "--" ]; then in_b=1; elif [ $in_b -eq 0 ]; then a+=("$x"); else b+=("$x"); fi
+  done
+  if [ $((i % 2)) -eq 1 ]; then time_it "${a[@]}"; time_it "${b[@]}"; else time_it "${b[@]}"; time_it "${a[@]}"; fi
+}
+
 for i in $(seq 1 "$REPS"); do
   echo "repetition $i/$REPS"
   rm -f q.qcow2 j.qcow2
-  time_it qemu-img-convert-to-qcow2 qemu-img convert -O qcow2 src.raw q.qcow2
-  time_it jobctl-convert-to-qcow2 jobctl img convert -O qcow2 src.raw j.qcow2
+  pair qemu-img-convert-to-qcow2 qemu-img convert -O qcow2 src.raw q.qcow2 -- \
+       jobctl-convert-to-qcow2 jobctl img convert -O qcow2 src.raw j.qcow2
   rm -f q-out.raw j-out.raw
-  time_it qemu-img-convert-qcow2-to-raw qemu-img convert -f qcow2 -O raw q.qcow2 q-out.raw
-  time_it jobctl-convert-qcow2-to-raw jobctl img convert -f qcow2 -O raw q.qcow2 j-out.raw
-  time_it qemu-img-compare-qcow2-raw qemu-img compare -f qcow2 -F raw q.qcow2 src.raw
-  time_it jobctl-compare-qcow2-raw jobctl img compare -f qcow2 -F raw q.qcow2 src.raw
+  pair qemu-img-convert-qcow2-to-raw qemu-img convert -f qcow2 -O raw q.qcow2 q-out.raw -- \
+       jobctl-convert-qcow2-to-raw jobctl img convert -f qcow2 -O raw q.qcow2 j-out.raw
+  pair qemu-img-compare-qcow2-raw qemu-img compare -f qcow2 -F raw q.qcow2 src.raw -- \
+       jobctl-compare-qcow2-raw jobctl img compare -f qcow2 -F raw q.qcow2 src.raw
 done
 
 echo "verifying jobctl's outputs with qemu-img ..."
