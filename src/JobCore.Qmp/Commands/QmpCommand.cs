@@ -20,6 +20,13 @@ public sealed record QmpCommand(string Name, IReadOnlyList<QmpArgument> Argument
     /// each discriminator value adds. Null for a plain argument list.
     /// </summary>
     public QmpUnionVariants? Variants { get; init; }
+
+    /// <summary>
+    /// QAPI's <c>'boxed': true</c> for a command that checks its whole argument object itself (e.g.
+    /// <c>blockdev-add</c>, whose block layer visits the options in QEMU's order): the dispatcher skips the schema
+    /// check and <see cref="Arguments"/> only documents the members.
+    /// </summary>
+    public bool Boxed { get; init; }
 }
 
 /// <summary>The variant part of a flat union: which member discriminates, and the extra members of each value.</summary>

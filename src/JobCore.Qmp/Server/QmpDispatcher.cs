@@ -86,7 +86,7 @@ internal static class QmpDispatcher
         }
 
         arguments ??= [];
-        var invalid = QmpArgumentChecker.Check(command.Arguments, arguments, string.Empty, command.Variants);
+        var invalid = command.Boxed ? null : QmpArgumentChecker.Check(command.Arguments, arguments, string.Empty, command.Variants);
         if (invalid is not null)
         {
             return Error(QmpErrorClass.GenericError, invalid, id);
