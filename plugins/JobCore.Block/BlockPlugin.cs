@@ -1,0 +1,40 @@
+using JobCore.Block;
+using JobCore.Block.Graph;
+using JobCore.Block.Qmp;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace JobCore.Block
+{
+    /// <summary>
+    /// The block plugin: one <see cref="BlockGraph"/> per host (a singleton, closed with the service provider), the
+    /// block job types and the block layer's QMP commands (<c>blockdev-add</c>, <c>blockdev-del</c>,
+    /// <c>query-named-block-nodes</c>). Found by <c>jobcored --plugins</c> or applied with
+    /// <see cref="BlockJobCoreBuilderExtensions.AddBlockJobs"/>.
+    /// </summary>
+    public sealed class BlockPlugin : JobCorePlugin
+    {
+        /// <inheritdoc />
+        public override void Configure(JobCoreBuilder builder)
+        {
+            ArgumentNullException.ThrowIfNull(builder);
+            builder.Services.TryAddSingleton<BlockGraph>();
+            builder.AddQmpCommands<BlockCommands>();
+        }
+    }
+}
+
+namespace JobCore
+{
+    /// <summary>Adds the block plugin: <c>services.AddJobCore(b =&gt; b.AddBlockJobs())</c>.</summary>
+    public static class BlockJobCoreBuilderExtensions
+    {
+        /// <summary>Applies <see cref="BlockPlugin"/> (once).</summary>
+        /// <param name="builder">The JobCore builder.</param>
+        /// <returns>The builder.</returns>
+        public static JobCoreBuilder AddBlockJobs(this JobCoreBuilder builder)
+        {
+            ArgumentNullException.ThrowIfNull(builder);
+            return builder.AddPlugin(new BlockPlugin());
+        }
+    }
+}

@@ -1,0 +1,116 @@
+using JobCore.Block.Graph;
+using JobCore.Block.Nodes;
+
+namespace JobCore.Block.Jobs;
+
+/// <summary>
+/// Options every block job shares (QMP's <c>device</c>, <c>on-error</c>, <c>filter-node-name</c> plus the generic
+/// <c>job-id</c>, <c>speed</c>, <c>auto-finalize</c>, <c>auto-dismiss</c> of <see cref="JobOptions"/>).
+/// </summary>
+public abstract record BlockJobOptions : JobOptions
+{
+    /// <summary>The device (backend) or node name of the job's main node (QMP <c>device</c>).</summary>
+    public string Device { get; init; } = string.Empty;
+
+    /// <summary>What to do when a request fails (QMP <c>on-error</c>; default <c>report</c>).</summary>
+    public ErrorPolicy OnError { get; init; } = ErrorPolicy.Report;
+
+    /// <summary>The node name of the filter the job inserts (QMP <c>filter-node-name</c>); null for an implicit <c>#blockNNN</c> name.</summary>
+    public string? FilterNodeName { get; init; }
+
+    /// <summary>Checks the generic options and that <see cref="Device"/> is set.</summary>
+    public override void Validate()
+    {
+        base.Validate();
+        if (string.IsNullOrEmpty(Device))
+        {
+            throw new JobException("Parameter 'device' is missing");
+        }
+    }
+}
+
+/// <summary>What a copy loop does with a chunk whose request failed (after the job's error policy was consulted).</summary>
+public enum ChunkErrorOutcome
+{
+    /// <summary>Copy the same chunk again (after the pause point, so a <c>stop</c> pauses first).</summary>
+    Retry,
+
+    /// <summary>Count the chunk as done and carry on (stream's <c>ignore</c>: the job fails at the end).</summary>
+    Skip,
+
+    /// <summary>Stop the loop and fail the job with the error.</summary>
+    Fail,
+}
+
+/// <summary>The pieces of QEMU's block-job plumbing (<c>blockjob.c</c>) that stream, commit and mirror share.</summary>
+public static class BlockJobCommon
+{
+    /// <summary>Stream and commit copy in steps of this many bytes (QEMU's <c>STREAM_CHUNK</c>, <c>COMMIT_BUFFER_SIZE</c>).</summary>
+    public const int ChunkSize = 512 * 1024;
+
+    /// <summary>
+    /// Parses an <c>on-error</c> / <c>on-source-error</c> / <c>on-target-error</c> value; absent means <c>report</c>.
+    /// </summary>
+    /// <param name="value">The wire value (<c>report</c>, <c>ignore</c>, <c>enospc</c>, <c>stop</c>, <c>auto</c>) or null.</param>
+    /// <param name="parameter">The argument name for the error text.</param>
+    /// <exception cref="JobException"><c>Parameter 'on-error' does not accept value 'x'</c>.</exception>
+    public static ErrorPolicy ParseErrorPolicy(string? value, string parameter = "on-error")
+    {
+        if (value is null)
+        {
+            return ErrorPolicy.Report;
+        }
+
+        return ErrorPolicies.TryParse(value, out ErrorPolicy policy)
+            ? policy
+            : throw new JobException($"Parameter '{parameter}' does not accept value '{value}'");
+    }
+
+    /// <summary>
+    /// The errno of a failed request: a <see cref="BlockIOException"/>'s own, <c>EIO</c> for other I/O or format
+    /// errors; null when <paramref name="exception"/> is not a request failure (a bug or a cancellation).
+    /// </summary>
+    /// <param name="exception">What the request threw.</param>
+    public static int? ErrnoOf(Exception exception) => exception switch
+    {
+        BlockIOException io => io.Errno,
+        IOException or BlockFormatException => BlockIOException.EIO,
+        _ => null,
+    };
+
+    /// <summary>
+    /// Consults <paramref name="policy"/> for a failed chunk (QEMU's <c>block_job_error_action</c>: emits
+    /// <c>BLOCK_JOB_ERROR</c>; <c>stop</c> pauses the job at its next pause point and sets the I/O status) and says
+    /// what the loop does next: <c>report</c> fails, <c>stop</c> retries the chunk after the resume, <c>ignore</c>
+    /// skips the chunk when <paramref name="ignoreSkips"/> (stream) or retries it (commit, mirror).
+    /// </summary>
+    /// <param name="context">The job's context.</param>
+    /// <param name="policy">The job's policy for this side.</param>
+    /// <param name="operation">Whether a read (source side) or write (target side) failed.</param>
+    /// <param name="errno">The request's errno (see <see cref="ErrnoOf"/>).</param>
+    /// <param name="ignoreSkips">Whether <c>ignore</c> means skip the chunk rather than retry it.</param>
+    public static ChunkErrorOutcome OnChunkError(JobContext context, ErrorPolicy policy, IoOperation operation, int errno, bool ignoreSkips)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return context.HandleError(policy, operation, errno == BlockIOException.ENOSPC) switch
+        {
+            ErrorAction.Report => ChunkErrorOutcome.Fail,
+            ErrorAction.Stop => ChunkErrorOutcome.Retry,
+            _ => ignoreSkips ? ChunkErrorOutcome.Skip : ChunkErrorOutcome.Retry,
+        };
+    }
+
+    /// <summary>The failure a job ends with for a request error: the errno's text, as QEMU reports it (<c>Input/output error</c>).</summary>
+    /// <param name="errno">The errno.</param>
+    /// <param name="cause">The original exception.</param>
+    public static JobFailedException Failure(int errno, Exception? cause) => new(BlockIOException.StrError(errno), cause);
+
+    /// <summary>Whether <paramref name="node"/> has no parent node (QEMU's <c>bdrv_is_root_node</c>: only devices above it).</summary>
+    /// <param name="graph">The graph.</param>
+    /// <param name="node">A node.</param>
+    public static bool IsRoot(BlockGraph graph, BlockNode node)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
+        return graph.GetParents(node).Count == 0;
+    }
+}
