@@ -1,3 +1,4 @@
+using System.Buffers;
 using JobCore.Block.Nodes;
 
 namespace JobCore.Block.Graph;
@@ -15,6 +16,9 @@ public readonly record struct AllocationExtent(long Offset, long Length, bool Al
 /// </summary>
 public static class BackingChain
 {
+    // The largest single copy of copy-on-read (QEMU bounds its bounce buffers similarly).
+    private const int CopyChunk = 1 << 20;
+
     /// <summary>
     /// The node below <paramref name="node"/> in its chain: the child of a filter, the backing node of a format, or
     /// <see langword="null"/> at the bottom.
@@ -189,28 +193,33 @@ public static class BackingChain
         BlockNode? below = topLayer.Backing;
         long copied = 0;
         byte[]? buffer = null;
-        for (long at = offset; at < end;)
+        try
         {
-            BlockStatus own = await topLayer.GetBlockStatusAsync(at, end - at, cancellationToken).ConfigureAwait(false);
-            long run = Math.Min(own.Length, end - at);
-            if (own.Allocated || below is null || (@base is not null && ReferenceEquals(SkipFilters(below), SkipFilters(@base))))
+            for (long at = offset; at < end;)
             {
-                at += run;
-                continue;
-            }
+                BlockStatus own = await topLayer.GetBlockStatusAsync(at, end - at, cancellationToken).ConfigureAwait(false);
+                long run = Math.Min(own.Length, end - at);
+                if (own.Allocated || below is null || (@base is not null && ReferenceEquals(SkipFilters(below), SkipFilters(@base))))
+                {
+                    at += run;
+                    continue;
+                }
 
-            AllocationExtent extent = await IsAllocatedAboveAsync(below, @base, at, run, cancellationToken).ConfigureAwait(false);
-            if (extent.Length == 0)
-            {
-                // The backing chain ends before this offset: nothing below can show through any more.
-                break;
-            }
+                AllocationExtent extent = await IsAllocatedAboveAsync(below, @base, at, run, cancellationToken).ConfigureAwait(false);
+                if (extent.Length == 0)
+                {
+                    // The backing chain ends before this offset: nothing below can show through any more.
+                    break;
+                }
 
-            if (extent.Allocated)
-            {
-                int chunk = (int)Math.Min(extent.Length, 1 << 20);
-                buffer ??= new byte[(int)Math.Min(end - offset, 1 << 20)];
-                Memory<byte> data = buffer.AsMemory(0, Math.Min(chunk, buffer.Length));
+                if (!extent.Allocated)
+                {
+                    at += extent.Length;
+                    continue;
+                }
+
+                buffer ??= ArrayPool<byte>.Shared.Rent(CopyChunk);
+                Memory<byte> data = buffer.AsMemory(0, (int)Math.Min(extent.Length, CopyChunk));
                 await top.ReadAsync(at, data, cancellationToken).ConfigureAwait(false);
                 if (!data.Span.ContainsAnyExcept((byte)0))
                 {
@@ -224,9 +233,12 @@ public static class BackingChain
                 copied += data.Length;
                 at += data.Length;
             }
-            else
+        }
+        finally
+        {
+            if (buffer is not null)
             {
-                at += extent.Length;
+                ArrayPool<byte>.Shared.Return(buffer);
             }
         }
 
