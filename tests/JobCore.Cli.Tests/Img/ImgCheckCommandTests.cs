@@ -113,6 +113,25 @@ public sealed class ImgCheckCommandTests
     }
 
     [TestMethod]
+    public async Task Json_output_equals_qemu_img_for_clean_leaking_and_compressed_images()
+    {
+        using var dir = new TempDirectory();
+        await QemuImages.MakeChainAsync(dir);
+        await Tool.QemuImgOkAsync(dir.Path, "convert", "-c", "-O", "qcow2", "base.qcow2", "comp.qcow2");
+        await Tool.QemuImgOkAsync(dir.Path, "convert", "-O", "qcow2", "base.qcow2", "bad.qcow2");
+        var cluster = await FirstDataHostClusterAsync(dir, "bad.qcow2");
+        await SetRefcountAsync(dir.File("bad.qcow2"), cluster, 2);
+
+        foreach (var image in new[] { "top.qcow2", "comp.qcow2", "bad.qcow2" })
+        {
+            var expected = await Tool.QemuImgAsync(dir.Path, "check", "--output", "json", image);
+            var actual = await Tool.JobctlAsync(dir.Path, "img", "check", "--output", "json", image);
+            Assert.AreEqual(expected.ExitCode, actual.ExitCode, $"{image}: qemu-img {expected}\njobctl {actual}");
+            Assert.AreEqual(expected.StdOut, actual.StdOut, image);
+        }
+    }
+
+    [TestMethod]
     public async Task Raw_images_have_no_checker_exit_63()
     {
         using var dir = new TempDirectory();

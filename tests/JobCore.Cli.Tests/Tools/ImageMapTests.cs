@@ -69,5 +69,7 @@ public sealed class ImageMapTests
 
     [TestMethod]
     public void ToHuman_refuses_data_without_a_host_offset() =>
-        Assert.ThrowsExactly<ImageToolException>(() => ImageMap.ToHuman([new MapEntry(0, 512, 0, true, false, true, null, null)]));
+        StringAssert.Contains(
+            Assert.ThrowsExactly<ImageToolException>(() => ImageMap.ToHuman([new MapEntry(0, 512, 0, true, false, true, null, null)])).Message,
+            "use --output json");
 }
