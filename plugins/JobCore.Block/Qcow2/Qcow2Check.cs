@@ -161,7 +161,7 @@ public static class Qcow2Check
                     continue;
                 }
 
-                if ((long)e >= _fileSize)
+                if (e >= (ulong)_fileSize)
                 {
                     Corrupt($"ERROR refcount block {i} is outside image");
                     continue;

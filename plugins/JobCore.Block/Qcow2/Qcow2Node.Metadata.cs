@@ -534,7 +534,7 @@ public sealed partial class Qcow2Node
     private long RefBlockOffset(long tableIndex)
     {
         ulong e = TableEntry(_refTable, (int)tableIndex);
-        if ((e & 0x1ff) != 0 || ((long)e & (_clusterSize - 1)) != 0 || (e != 0 && (long)e >= _file.Size + _clusterSize) || (e != 0 && (long)e < _clusterSize))
+        if ((e & 0x1ff) != 0 || (e & (ulong)(_clusterSize - 1)) != 0 || (e != 0 && (e >= (ulong)_file.Size || e < (ulong)_clusterSize)))
         {
             throw new Qcow2CorruptionException($"refcount table entry {tableIndex} ({e:#x}) is unaligned, has reserved bits set or points outside the file");
         }
