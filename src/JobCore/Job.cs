@@ -279,6 +279,37 @@ public sealed class Job
     }
 
     /// <summary>
+    /// Requests an internal pause (QEMU's drain: e.g. the block layer quiescing a node the job uses). The job stops at
+    /// its next pause point with the usual status change, but it is not user-paused: <c>job-resume</c> refuses it, and a
+    /// user resume does not wake it while this pause is held. Disposing the returned token undoes the pause (once).
+    /// </summary>
+    public IDisposable InternalPause()
+    {
+        lock (_engine.Sync)
+        {
+            PauseLocked();
+        }
+
+        return new InternalPauseToken(this);
+    }
+
+    private sealed class InternalPauseToken(Job job) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                lock (job._engine.Sync)
+                {
+                    job.ResumeLocked();
+                }
+            }
+        }
+    }
+
+    /// <summary>
     /// Starts a created job: its status becomes running (event before this method returns) and its work begins on
     /// the thread pool. A job paused while created passes straight to paused.
     /// </summary>

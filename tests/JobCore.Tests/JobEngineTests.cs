@@ -213,3 +213,32 @@ public sealed class JobEngineTests
         await h.DisposeAsync();
     }
 }
+
+[TestClass]
+public sealed class InternalPauseTests
+{
+    [TestMethod]
+    public async Task Internal_pause_is_visible_but_not_resumable_by_the_user()
+    {
+        await using var h = new EngineHarness();
+        var job = await h.StartAsync("i");
+        var drain = job.InternalPause();
+        await h.ExpectAsync("i:paused");
+        Assert.IsTrue(job.Info.Paused);
+        Assert.IsFalse(job.IsUserPaused);
+        Assert.AreEqual("Can't resume a job that was not paused", Assert.ThrowsExactly<JobException>(job.Resume).Message);
+
+        // A user pause on top, then a user resume: the internal pause still holds the job.
+        job.Pause();
+        job.Resume();
+        h.ExpectNoPendingEvent();
+        Assert.AreEqual(JobStatus.Paused, job.Status);
+
+        drain.Dispose();
+        drain.Dispose();
+        await h.ExpectAsync("i:running");
+        Assert.IsFalse(job.Info.Paused);
+        h.Driver("i").Send(new Step.Finish());
+        await h.ExpectAsync("i:waiting", "i:pending", "i:COMPLETED", "i:concluded", "i:null");
+    }
+}
