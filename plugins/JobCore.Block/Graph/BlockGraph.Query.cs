@@ -1,4 +1,5 @@
 using JobCore.Block.Nodes;
+using JobCore.Block.Tools;
 
 namespace JobCore.Block.Graph;
 
@@ -25,13 +26,27 @@ public sealed partial class BlockGraph
         };
     }
 
+    private static long? ActualSizeOf(string filename)
+    {
+        try
+        {
+            return HostFileStat.Of(filename).AllocatedBytes;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
     private static ImageInfo DescribeImage(BlockNode node)
     {
         BlockNode? backing = BackingChain.SkipFilters(node).Backing;
         var qcow2 = BackingChain.SkipFilters(node) as Qcow2Node;
+        string? filename = BackingChain.TryGetFilename(node);
         return new ImageInfo
         {
-            Filename = BackingChain.TryGetFilename(node) ?? node.NodeName,
+            Filename = filename ?? node.NodeName,
+            ActualSize = filename is null ? null : ActualSizeOf(filename),
             Format = node.DriverName,
             VirtualSize = node.Size,
             ClusterSize = qcow2?.ClusterSize,

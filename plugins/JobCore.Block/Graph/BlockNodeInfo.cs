@@ -109,6 +109,11 @@ public sealed record ImageInfo
     [JsonPropertyName("dirty-flag")]
     public bool DirtyFlag { get; init; }
 
+    /// <summary>Bytes the image's host file occupies on disk, when it can be asked.</summary>
+    [JsonPropertyName("actual-size")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? ActualSize { get; init; }
+
     /// <summary>The guest-visible size in bytes.</summary>
     [JsonPropertyName("virtual-size")]
     public required long VirtualSize { get; init; }
