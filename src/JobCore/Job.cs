@@ -82,6 +82,8 @@ public sealed class Job
 
     internal JobEngine Engine() => _engine;
 
+    internal LinkedListNode<Job>? ListNode { get; set; }
+
     internal JobContext Context { get; }
 
     internal JobTransaction Transaction { get; set; }

@@ -29,7 +29,7 @@ public sealed class JobEngine : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Dictionary<string, Job> _byId = new(StringComparer.Ordinal);
-    private readonly List<Job> _jobs = [];
+    private readonly LinkedList<Job> _jobs = new(); // creation order; O(1) removal through Job.ListNode
     private JobEventSubscription[] _subscribers = [];
     private bool _disposed;
 
@@ -121,7 +121,7 @@ public sealed class JobEngine : IAsyncDisposable
                 _byId.Add(id, job);
             }
 
-            _jobs.Add(job);
+            job.ListNode = _jobs.AddLast(job);
             JobCoreTelemetry.JobCreated(job);
             TransitionLocked(job, JobStatus.Created);
             return job;
@@ -144,9 +144,9 @@ public sealed class JobEngine : IAsyncDisposable
         lock (Sync)
         {
             var result = new List<JobInfo>(_byId.Count);
-            for (var i = _jobs.Count - 1; i >= 0; i--)
+            for (var node = _jobs.Last; node is not null; node = node.Previous)
             {
-                var job = _jobs[i];
+                var job = node.Value;
                 if (!job.IsInternal)
                 {
                     result.Add(job.SnapshotLocked());
@@ -702,7 +702,10 @@ public sealed class JobEngine : IAsyncDisposable
             _byId.Remove(job.Id);
         }
 
-        _jobs.Remove(job);
+        if (job.ListNode is { List: not null } node)
+        {
+            _jobs.Remove(node);
+        }
     }
 
     internal async Task FinalizeAsync(Job job, CancellationToken cancellationToken)
