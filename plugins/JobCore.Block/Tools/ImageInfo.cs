@@ -7,9 +7,15 @@ using JobCore.Block.Nodes;
 
 namespace JobCore.Block.Tools;
 
-/// <summary>qcow2's part of <c>qemu-img info</c> (<c>format-specific.data</c>).</summary>
+/// <summary>qcow2's part of <c>qemu-img info</c> (<c>format-specific.data</c>); version 2 images have only compat, compression type and refcount bits.</summary>
 internal sealed record Qcow2InfoData(string Compat, bool LazyRefcounts, int RefcountBits, bool Corrupt, bool ExtendedL2)
 {
+    /// <summary>The compat string of version 2 images.</summary>
+    public const string CompatV2 = "0.10";
+
+    /// <summary>Whether the version 3 fields (lazy refcounts, corrupt, extended L2) are shown.</summary>
+    public bool IsV3 => Compat != CompatV2;
+
     /// <summary>The compression type: only deflate (zlib) images open.</summary>
     public const string CompressionType = "zlib";
 }
@@ -44,7 +50,7 @@ internal sealed record ImageInfo(
 
         var header = await ReadQcow2HeaderAsync(file, filename, cancellationToken).ConfigureAwait(false);
         var data = new Qcow2InfoData(
-            header.Version >= 3 ? "1.1" : "0.10",
+            header.Version >= 3 ? "1.1" : Qcow2InfoData.CompatV2,
             (header.CompatibleFeatures & Qcow2Header.CompatLazyRefcounts) != 0,
             header.RefcountBits,
             (header.IncompatibleFeatures & Qcow2Header.IncompatCorrupt) != 0,
@@ -96,10 +102,17 @@ internal sealed record ImageInfo(
                 w.WriteStartObject("data");
                 w.WriteString("compat", q.Compat);
                 w.WriteString("compression-type", Qcow2InfoData.CompressionType);
-                w.WriteBoolean("lazy-refcounts", q.LazyRefcounts);
+                if (q.IsV3)
+                {
+                    w.WriteBoolean("lazy-refcounts", q.LazyRefcounts);
+                }
+
                 w.WriteNumber("refcount-bits", q.RefcountBits);
-                w.WriteBoolean("corrupt", q.Corrupt);
-                w.WriteBoolean("extended-l2", q.ExtendedL2);
+                if (q.IsV3)
+                {
+                    w.WriteBoolean("corrupt", q.Corrupt);
+                    w.WriteBoolean("extended-l2", q.ExtendedL2);
+                }
                 w.WriteEndObject();
                 w.WriteEndObject();
             }
@@ -161,10 +174,17 @@ internal sealed record ImageInfo(
             sb.Append("Format specific information:\n");
             sb.Append(c, $"    compat: {q.Compat}\n");
             sb.Append(c, $"    compression type: {Qcow2InfoData.CompressionType}\n");
-            sb.Append(c, $"    lazy refcounts: {Bool(q.LazyRefcounts)}\n");
+            if (q.IsV3)
+            {
+                sb.Append(c, $"    lazy refcounts: {Bool(q.LazyRefcounts)}\n");
+            }
+
             sb.Append(c, $"    refcount bits: {q.RefcountBits}\n");
-            sb.Append(c, $"    corrupt: {Bool(q.Corrupt)}\n");
-            sb.Append(c, $"    extended l2: {Bool(q.ExtendedL2)}\n");
+            if (q.IsV3)
+            {
+                sb.Append(c, $"    corrupt: {Bool(q.Corrupt)}\n");
+                sb.Append(c, $"    extended l2: {Bool(q.ExtendedL2)}\n");
+            }
         }
 
         return sb.ToString();

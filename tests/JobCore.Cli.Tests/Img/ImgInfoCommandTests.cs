@@ -50,6 +50,35 @@ public sealed class ImgInfoCommandTests
     }
 
     [TestMethod]
+    [DataRow("json")]
+    [DataRow("human")]
+    public async Task Version_2_dirty_corrupt_and_small_cluster_images_match_qemu_img(string output)
+    {
+        using var dir = new TempDirectory();
+        await Tool.QemuImgOkAsync(dir.Path, "create", "-q", "-f", "qcow2", "-o", "compat=0.10", "v2.qcow2", "1M");
+        await Tool.QemuImgOkAsync(dir.Path, "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", "c512.qcow2", "3000000");
+        await Tool.QemuImgOkAsync(dir.Path, "create", "-q", "-f", "qcow2", "-o", "cluster_size=2M", "dirty.qcow2", "1G");
+        await Tool.QemuImgOkAsync(dir.Path, "create", "-q", "-f", "qcow2", "corrupt.qcow2", "1G");
+        await SetIncompatibleBitAsync(dir.File("dirty.qcow2"), 0x01);
+        await SetIncompatibleBitAsync(dir.File("corrupt.qcow2"), 0x02);
+
+        foreach (var image in new[] { "v2.qcow2", "c512.qcow2", "dirty.qcow2", "corrupt.qcow2" })
+        {
+            await Tool.AssertSameAsQemuImgAsync(dir.Path, "info", "--output", output, image);
+        }
+    }
+
+    /// <summary>Sets a bit in the low byte of the incompatible-features field (header offset 72, big-endian).</summary>
+    private static async Task SetIncompatibleBitAsync(string image, byte bit)
+    {
+        await using var f = new FileStream(image, FileMode.Open, FileAccess.ReadWrite);
+        f.Position = 79;
+        var current = f.ReadByte();
+        f.Position = 79;
+        f.WriteByte((byte)(current | bit));
+    }
+
+    [TestMethod]
     public async Task Missing_file_is_one_line_on_stderr_and_exit_1()
     {
         using var dir = new TempDirectory();
