@@ -102,7 +102,6 @@ public sealed class RawNode : BlockNode
             throw new BlockIOException(BlockIOException.EPERM, $"Block node '{NodeName}' is read-only");
         }
 
-        ArgumentOutOfRangeException.ThrowIfNegative(offset);
-        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        CheckRange(offset, length);
     }
 }
