@@ -1,0 +1,203 @@
+using System.Buffers;
+using JobCore.Block.Bitmaps;
+
+namespace JobCore.Block.Jobs;
+
+internal abstract partial class MirrorDriver<TOptions>
+{
+    // QEMU's mirror_iteration: take dirty runs (clearing their bits) and start a copy for each while requests and
+    // buffer are free. A rate-limited job starts one copy and then sleeps off its quota.
+    private void LaunchCopies(JobContext context, DirtyBitmap bitmap, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            (int ops, long bytes) = InFlight();
+            long room = _plan.BufferSize - bytes;
+            if (ops >= MaxInFlight || room < _plan.Granularity)
+            {
+                return;
+            }
+
+            long max = Math.Min(_maxOpBytes, room);
+            DirtyRun? taken = bitmap.TakeNextDirty(_cursor, max);
+            if (taken is null && _cursor != 0)
+            {
+                taken = bitmap.TakeNextDirty(0, max);
+            }
+
+            if (taken is not { } run)
+            {
+                return;
+            }
+
+            _cursor = run.End >= bitmap.Size ? 0 : run.End;
+            lock (_sync)
+            {
+                _opsInFlight++;
+                _bytesInFlight += run.Length;
+            }
+
+            _ = CopyRunAsync(run, cancellationToken);
+            context.RateLimitProcessed(run.Length);
+            if (context.Speed != 0)
+            {
+                return;
+            }
+        }
+    }
+
+    // One copy: under an exclusive range lock (write-blocking writes to the same range wait), read the source and
+    // write the target; all-zero data becomes write-zeroes. A failure re-dirties the run.
+    private async Task CopyRunAsync(DirtyRun run, CancellationToken cancellationToken)
+    {
+        int length = (int)run.Length;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            using IDisposable range = await _ranges.AcquireAsync(run.Offset, run.Length, exclusive: true, cancellationToken).ConfigureAwait(false);
+            Memory<byte> data = buffer.AsMemory(0, length);
+            IoOperation operation = IoOperation.Read;
+            try
+            {
+                await _plan.Source.ReadAsync(run.Offset, data, cancellationToken).ConfigureAwait(false);
+                operation = IoOperation.Write;
+                if (data.Span.ContainsAnyExcept((byte)0))
+                {
+                    await _target.WriteAsync(run.Offset, data, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await _target.WriteZeroesAsync(run.Offset, run.Length, _plan.Unmap, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno && !cancellationToken.IsCancellationRequested)
+            {
+                _bitmap!.SetDirty(run.Offset, run.Length);
+                OnRequestFailed(operation, errno, e);
+                return;
+            }
+
+            _context!.ProgressWorkDone(run.Length);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            _bitmap!.SetDirty(run.Offset, run.Length);
+        }
+#pragma warning disable CA1031 // Anything else is a bug in a node; it fails the job instead of vanishing with this task.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _bitmap!.SetDirty(run.Offset, run.Length);
+            StoreError(e);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            FinishOp(run.Length);
+        }
+    }
+
+    private void FinishOp(long length)
+    {
+        TaskCompletionSource finished;
+        lock (_sync)
+        {
+            _opsInFlight--;
+            _bytesInFlight -= length;
+            finished = _opFinished;
+            _opFinished = NewSignal();
+        }
+
+        finished.SetResult();
+    }
+
+    private async ValueTask WaitForOpAsync(CancellationToken cancellationToken)
+    {
+        Task finished;
+        lock (_sync)
+        {
+            if (_opsInFlight == 0)
+            {
+                return;
+            }
+
+            finished = _opFinished.Task;
+        }
+
+        await finished.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask WaitForAllOpsAsync()
+    {
+        while (true)
+        {
+            Task finished;
+            lock (_sync)
+            {
+                if (_opsInFlight == 0)
+                {
+                    return;
+                }
+
+                finished = _opFinished.Task;
+            }
+
+            await finished.ConfigureAwait(false);
+        }
+    }
+
+    // Write-blocking mode (QEMU's active mirror): after a write reached the source, write the same (bounced) data to
+    // the target before the writer's request completes, and clear the granularity-aligned part from the bitmap; the
+    // unaligned edges stay dirty for the loop. A target error is handled by the job's policy, not by the writer.
+    private async ValueTask OnGuestWriteAsync(GuestWrite write, CancellationToken cancellationToken)
+    {
+        if (write.Kind == GuestWriteKind.Discard || write.Length == 0 || _forceCancel.IsCancellationRequested)
+        {
+            return;
+        }
+
+        lock (_sync)
+        {
+            if (_error is not null || CopyMode != MirrorCopyMode.WriteBlocking)
+            {
+                return;
+            }
+
+            _activeWriteBytes += write.Length;
+        }
+
+        _context!.ProgressIncreaseRemaining(write.Length);
+        try
+        {
+            using IDisposable range = await _ranges.AcquireAsync(write.Offset, write.Length, exclusive: true, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (write.Kind == GuestWriteKind.Write)
+                {
+                    await _target.WriteAsync(write.Offset, write.Data, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await _target.WriteZeroesAsync(write.Offset, write.Length, write.MayUnmap && _plan.Unmap, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno)
+            {
+                _bitmap!.SetDirty(write.Offset, write.Length);
+                OnRequestFailed(IoOperation.Write, errno, e);
+                return;
+            }
+
+            // Reset rounds inwards: only chunks the write covered entirely become clean.
+            _bitmap!.Reset(write.Offset, write.Length);
+            _context.ProgressWorkDone(write.Length);
+        }
+        finally
+        {
+            lock (_sync)
+            {
+                _activeWriteBytes -= write.Length;
+            }
+        }
+    }
+}

@@ -1,0 +1,533 @@
+using JobCore.Block.Bitmaps;
+using JobCore.Block.Graph;
+using JobCore.Block.Nodes;
+
+namespace JobCore.Block.Jobs;
+
+/// <summary>
+/// QEMU's mirror engine (<c>block/mirror.c</c>), shared by <c>mirror</c> and active <c>commit</c>: a dirty-tracking
+/// filter above the source marks every write in a bitmap; the loop copies dirty runs to the target with up to 16
+/// requests in flight, reaches READY when nothing is dirty, nothing is in flight and the target is flushed, and keeps
+/// copying new writes until <c>complete</c> (finish and pivot) or a soft cancel (finish without pivot).
+/// </summary>
+/// <typeparam name="TOptions">The job type's options.</typeparam>
+internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
+    where TOptions : JobOptions
+{
+    private const int MaxInFlight = 16;
+    private const long MaxIOBytes = 1 << 20;
+    private static readonly TimeSpan SliceTime = TimeSpan.FromMilliseconds(100);
+
+    private readonly BlockGraph _graph;
+    private readonly MirrorPlan _plan;
+    private readonly long _maxOpBytes;
+    private readonly Lock _sync = new();
+    private readonly RangeLock _ranges = new();
+    private BlockNode _target;
+    private DirtyBitmap? _bitmap;
+    private DirtyTrackingNode? _filter;
+    private JobContext? _context;
+    private CancellationToken _forceCancel;
+    private int _opsInFlight;
+    private long _bytesInFlight;
+    private long _activeWriteBytes;
+    private TaskCompletionSource _opFinished = NewSignal();
+    private Exception? _error;
+    private volatile bool _ready;
+    private volatile bool _completeRequested;
+    private volatile bool _activelySynced;
+    private int _copyMode;
+    private long _cursor;
+    private IAsyncDisposable? _drain;
+    private bool _baseWasReadOnly;
+    private bool _pivoted;
+    private bool _cleaned;
+
+    protected MirrorDriver(BlockGraph graph, MirrorPlan plan)
+    {
+        _graph = graph;
+        _plan = plan;
+        _target = plan.Target;
+        _copyMode = (int)plan.CopyMode;
+        _maxOpBytes = Math.Max(plan.BufferSize / MaxInFlight, MaxIOBytes);
+    }
+
+    /// <summary>The resolved plan (tests inspect it).</summary>
+    internal MirrorPlan Plan => _plan;
+
+    /// <summary>The current target node (an active commit's base is reopened read-write as a new object).</summary>
+    internal BlockNode Target => _target;
+
+    /// <summary>The dirty-tracking filter while the job runs.</summary>
+    internal DirtyTrackingNode? Filter => _filter;
+
+    private MirrorCopyMode CopyMode => (MirrorCopyMode)Volatile.Read(ref _copyMode);
+
+    /// <inheritdoc />
+    protected override bool SupportsComplete => true;
+
+    /// <inheritdoc />
+    protected override bool SupportsChange => true;
+
+    /// <inheritdoc />
+    protected override bool HasQueryFields => !_plan.IsCommit;
+
+    /// <inheritdoc />
+    protected override void AddQueryFields(IDictionary<string, object?> fields) => fields["actively-synced"] = _activelySynced;
+
+    /// <summary>QEMU's <c>mirror_complete</c>: only once READY; the loop then finishes and pivots.</summary>
+    protected override void Complete(JobContext context)
+    {
+        if (!_ready)
+        {
+            throw new JobException($"The active block job '{context.JobId}' cannot be completed");
+        }
+
+        _completeRequested = true;
+        WakeUnlessPaused(context);
+    }
+
+    /// <summary>QEMU's <c>mirror_cancel</c>: a cancel before READY, or a forced one, abandons the copy.</summary>
+    protected override bool Cancel(JobContext context, bool force) => force || !_ready;
+
+    /// <summary>
+    /// <c>block-job-change</c>: the same mode is a no-op; background → write-blocking installs the write-through hook;
+    /// anything else is <c>Change to copy mode '&lt;m&gt;' is not implemented</c>.
+    /// </summary>
+    protected override void Change(JobContext context, object changeOptions)
+    {
+        if (changeOptions is not MirrorChangeOptions change)
+        {
+            throw new JobException("Job type does not support change");
+        }
+
+        if (CopyMode == change.CopyMode)
+        {
+            return;
+        }
+
+        if (change.CopyMode != MirrorCopyMode.WriteBlocking)
+        {
+            throw new JobException($"Change to copy mode '{change.CopyMode.WireName()}' is not implemented");
+        }
+
+        int current = Interlocked.CompareExchange(ref _copyMode, (int)MirrorCopyMode.WriteBlocking, (int)MirrorCopyMode.Background);
+        if (current != (int)MirrorCopyMode.Background)
+        {
+            throw new JobException(
+                $"Expected current copy mode '{MirrorCopyMode.Background.WireName()}', got '{((MirrorCopyMode)current).WireName()}'");
+        }
+
+        lock (_sync)
+        {
+            if (_filter is { } filter)
+            {
+                filter.AfterWrite = OnGuestWriteAsync;
+            }
+        }
+    }
+
+    /// <summary>Pausing waits for the copies in flight, so a paused job's progress stands still.</summary>
+    protected override async ValueTask PauseAsync(JobContext context) => await WaitForAllOpsAsync().ConfigureAwait(false);
+
+    /// <inheritdoc />
+    protected override async Task RunAsync(JobContext context, CancellationToken cancellationToken)
+    {
+        _context = context;
+        _forceCancel = cancellationToken;
+        try
+        {
+            await SetUpAsync(cancellationToken).ConfigureAwait(false);
+            if (_plan.Sync != MirrorSyncMode.None)
+            {
+                await InitializeDirtyAsync(context, cancellationToken).ConfigureAwait(false);
+            }
+
+            await CopyLoopAsync(context, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await WaitForAllOpsAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// On success: release the bitmap, set the target's backing per the plan, pivot when <c>complete</c> was used
+    /// (the target replaces the source for every parent), remove the filter. A failure fails the job.
+    /// </summary>
+    protected override async ValueTask PrepareAsync(JobContext context, CancellationToken cancellationToken)
+    {
+        StopTracking();
+        if (_plan.TargetBacking == MirrorTargetBacking.SourceChain)
+        {
+            BlockNode? backing = _plan.Sync switch
+            {
+                MirrorSyncMode.None => _plan.Source,
+                MirrorSyncMode.Top => _plan.Base,
+                _ => null,
+            };
+            if (!ReferenceEquals(BackingChain.SkipFilters(_target).Backing, backing))
+            {
+                await _graph.ChangeBackingAsync(_target, backing, writeHeader: false, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        if (_completeRequested)
+        {
+            BlockNode toReplace = _plan.ToReplace;
+            if (toReplace.ReadOnly != _target.ReadOnly)
+            {
+                _target = await _graph.ReopenAsync(_target, toReplace.ReadOnly, cancellationToken).ConfigureAwait(false);
+            }
+
+            await _graph.ReplaceNodeAsync(toReplace, _target, cancellationToken).ConfigureAwait(false);
+            _pivoted = true;
+        }
+
+        await TearDownAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>On failure or cancel: no backing change, no pivot; the filter goes, the source stays in place.</summary>
+    protected override async ValueTask AbortAsync(JobContext context, CancellationToken cancellationToken)
+    {
+        StopTracking();
+        await TearDownAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Releases the nodes; an active commit's base goes back to read-only unless it became the active layer.</summary>
+    protected override async ValueTask CleanAsync(JobContext context, CancellationToken cancellationToken)
+    {
+        if (_cleaned)
+        {
+            return;
+        }
+
+        _cleaned = true;
+        StopTracking();
+        await TearDownAsync().ConfigureAwait(false);
+        if (_baseWasReadOnly && !_pivoted)
+        {
+            try
+            {
+                _target = await _graph.ReopenAsync(_target, readOnly: true, cancellationToken).ConfigureAwait(false);
+            }
+            catch (BlockGraphException)
+            {
+                // QEMU ignores a failed reopen here too: the base merely stays writable.
+            }
+        }
+
+        await _plan.Lease.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private static void WakeUnlessPaused(JobContext context)
+    {
+        // Waking a job parked at a pause point would resume it; a paused job re-checks when it is resumed.
+        if (!context.Job.Info.Paused)
+        {
+            context.Wake();
+        }
+    }
+
+    private async ValueTask SetUpAsync(CancellationToken cancellationToken)
+    {
+        if (_plan.IsCommit && _target.ReadOnly)
+        {
+            _target = await _graph.ReopenAsync(_target, readOnly: false, cancellationToken).ConfigureAwait(false);
+            _baseWasReadOnly = true;
+        }
+
+        long length = _plan.Source.Size;
+        if (_plan.IsCommit)
+        {
+            if (_target.Size < length)
+            {
+                var baseImage = BackingChain.SkipFilters(_target) as Qcow2Node
+                    ?? throw new JobFailedException($"Cannot grow the base '{_target.NodeName}' to the top's size");
+                await baseImage.ResizeAsync(length, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        else if (_target.Size != length)
+        {
+            throw new JobFailedException("Source and target image have different sizes");
+        }
+
+        var bitmap = new DirtyBitmap(length, _plan.Granularity);
+        DirtyTrackingNode filter = await _graph.InsertFilterAsync(
+            _plan.Source, static (name, child) => new DirtyTrackingNode(name, child), _plan.FilterNodeName, cancellationToken).ConfigureAwait(false);
+        filter.AttachBitmap(bitmap);
+        lock (_sync)
+        {
+            _bitmap = bitmap;
+            _filter = filter;
+            if (CopyMode == MirrorCopyMode.WriteBlocking)
+            {
+                filter.AfterWrite = OnGuestWriteAsync;
+            }
+        }
+    }
+
+    // QEMU's mirror_dirty_init: zero what the target holds (sync=full onto a target not known to be zero; not
+    // counted as progress), then mark what the source has allocated above the base.
+    private async ValueTask InitializeDirtyAsync(JobContext context, CancellationToken cancellationToken)
+    {
+        long length = _plan.Source.Size;
+        if (_plan.ZeroTarget)
+        {
+            BlockNode layer = BackingChain.SkipFilters(_target);
+            for (long offset = 0; offset < length;)
+            {
+                await context.PausePointAsync().ConfigureAwait(false);
+                if (context.IsCancelled)
+                {
+                    return;
+                }
+
+                BlockStatus status = await layer.GetBlockStatusAsync(offset, Math.Min(length - offset, 1L << 30), cancellationToken).ConfigureAwait(false);
+                if (!status.Zero)
+                {
+                    await ZeroTargetAsync(offset, status.Length, cancellationToken).ConfigureAwait(false);
+                }
+
+                offset += status.Length;
+            }
+        }
+
+        for (long offset = 0; offset < length;)
+        {
+            await context.PausePointAsync().ConfigureAwait(false);
+            if (context.IsCancelled)
+            {
+                return;
+            }
+
+            AllocationExtent extent = await BackingChain.IsAllocatedAboveAsync(
+                _plan.Source, _plan.Base, offset, length - offset, cancellationToken).ConfigureAwait(false);
+            if (extent.Length == 0)
+            {
+                break;
+            }
+
+            if (extent.Allocated)
+            {
+                _bitmap!.SetDirty(offset, extent.Length);
+            }
+
+            offset += extent.Length;
+        }
+    }
+
+    private async ValueTask ZeroTargetAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            try
+            {
+                await _target.WriteZeroesAsync(offset, length, mayUnmap: true, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno && !cancellationToken.IsCancellationRequested)
+            {
+                if (BlockJobCommon.OnChunkError(_context!, _plan.OnTargetError, IoOperation.Write, errno, ignoreSkips: false)
+                    == ChunkErrorOutcome.Fail)
+                {
+                    throw BlockJobCommon.Failure(errno, e);
+                }
+
+                await _context!.PausePointAsync().ConfigureAwait(false);
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+        }
+    }
+
+    // QEMU's mirror_run loop (spec §5.3 steps 1-6).
+    private async ValueTask CopyLoopAsync(JobContext context, CancellationToken cancellationToken)
+    {
+        DirtyBitmap bitmap = _bitmap!;
+        long lastYield = context.Time.GetTimestamp();
+        while (true)
+        {
+            ThrowIfFailed();
+            await context.PausePointAsync().ConfigureAwait(false);
+            if (context.IsCancelled)
+            {
+                return;
+            }
+
+            long dirty = bitmap.Count;
+            UpdateProgress(context, dirty);
+            if (context.IoStatus == IoStatus.Ok && context.Time.GetElapsedTime(lastYield) < SliceTime)
+            {
+                (int ops, long bytes) = InFlight();
+                if (ops >= MaxInFlight || bytes >= _plan.BufferSize || (dirty == 0 && ops > 0))
+                {
+                    await WaitForOpAsync(cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
+                if (dirty != 0)
+                {
+                    LaunchCopies(context, bitmap, cancellationToken);
+                }
+            }
+
+            bool shouldComplete = false;
+            if (dirty == 0 && InFlight().Ops == 0)
+            {
+                if (!_ready)
+                {
+                    if (!await FlushTargetAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        continue;
+                    }
+
+                    _ready = true;
+                    context.TransitionToReady();
+                }
+
+                if (CopyMode == MirrorCopyMode.WriteBlocking)
+                {
+                    _activelySynced = true;
+                }
+
+                shouldComplete = _completeRequested || context.IsCancelRequested;
+            }
+
+            if (shouldComplete)
+            {
+                // Hold new writes back; only if nothing got dirty meanwhile and the flush works are the two in sync.
+                IAsyncDisposable drain = await _filter!.DrainAsync(cancellationToken).ConfigureAwait(false);
+                if (bitmap.Count == 0 && InFlight().Ops == 0 && await FlushTargetAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    _drain = drain;
+                    UpdateProgress(context, 0);
+                    return;
+                }
+
+                await drain.DisposeAsync().ConfigureAwait(false);
+                continue;
+            }
+
+            if (InFlight().Ops == 0 && bitmap.Count == 0)
+            {
+                await context.SleepAsync(SliceTime).ConfigureAwait(false);
+            }
+            else
+            {
+                await context.RateLimitSleepAsync().ConfigureAwait(false);
+            }
+
+            lastYield = context.Time.GetTimestamp();
+        }
+    }
+
+    private void UpdateProgress(JobContext context, long dirty)
+    {
+        long bytes, active;
+        lock (_sync)
+        {
+            bytes = _bytesInFlight;
+            active = _activeWriteBytes;
+        }
+
+        context.ProgressSetRemaining(bytes + dirty + active);
+    }
+
+    private void ThrowIfFailed()
+    {
+        lock (_sync)
+        {
+            if (_error is { } error)
+            {
+                throw error;
+            }
+        }
+    }
+
+    private void StoreError(Exception error)
+    {
+        lock (_sync)
+        {
+            _error ??= error;
+        }
+    }
+
+    private (int Ops, long Bytes) InFlight()
+    {
+        lock (_sync)
+        {
+            return (_opsInFlight, _bytesInFlight);
+        }
+    }
+
+    private async ValueTask<bool> FlushTargetAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _target.FlushAsync(cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno && !cancellationToken.IsCancellationRequested)
+        {
+            OnRequestFailed(IoOperation.Write, errno, e);
+            return false;
+        }
+    }
+
+    // A failed request: what it covered is dirty again, the policy is consulted (event; stop pauses the job), and
+    // report makes the loop fail at its next iteration.
+    private void OnRequestFailed(IoOperation operation, int errno, Exception cause)
+    {
+        _activelySynced = false;
+        ErrorPolicy policy = operation == IoOperation.Read ? _plan.OnSourceError : _plan.OnTargetError;
+        if (BlockJobCommon.OnChunkError(_context!, policy, operation, errno, ignoreSkips: false) == ChunkErrorOutcome.Fail)
+        {
+            StoreError(BlockJobCommon.Failure(errno, cause));
+        }
+    }
+
+    private void StopTracking()
+    {
+        lock (_sync)
+        {
+            if (_filter is { } filter)
+            {
+                filter.AfterWrite = null;
+                if (_bitmap is { } bitmap)
+                {
+                    filter.DetachBitmap(bitmap);
+                }
+            }
+        }
+    }
+
+    private async ValueTask TearDownAsync()
+    {
+        DirtyTrackingNode? filter;
+        IAsyncDisposable? drain;
+        lock (_sync)
+        {
+            filter = _filter;
+            _filter = null;
+            drain = _drain;
+            _drain = null;
+        }
+
+        try
+        {
+            if (filter is not null)
+            {
+                await _graph.RemoveFilterAsync(filter).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (drain is not null)
+            {
+                await drain.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+}
