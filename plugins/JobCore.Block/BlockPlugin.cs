@@ -1,5 +1,6 @@
 using JobCore.Block;
 using JobCore.Block.Graph;
+using JobCore.Block.Jobs;
 using JobCore.Block.Qmp;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -7,8 +8,8 @@ namespace JobCore.Block
 {
     /// <summary>
     /// The block plugin: one <see cref="BlockGraph"/> per host (a singleton, closed with the service provider), the
-    /// block job types and the block layer's QMP commands (<c>blockdev-add</c>, <c>blockdev-del</c>,
-    /// <c>query-named-block-nodes</c>). Found by <c>jobcored --plugins</c> or applied with
+    /// block job types (<c>stream</c>, intermediate and active <c>commit</c>, <c>mirror</c>) and the block layer's QMP commands (<c>blockdev-add</c>,
+    /// <c>blockdev-del</c>, <c>query-named-block-nodes</c>, <c>block-stream</c>, <c>block-commit</c>). Found by <c>jobcored --plugins</c> or applied with
     /// <see cref="BlockJobCoreBuilderExtensions.AddBlockJobs"/>.
     /// </summary>
     public sealed class BlockPlugin : JobCorePlugin
@@ -18,6 +19,9 @@ namespace JobCore.Block
         {
             ArgumentNullException.ThrowIfNull(builder);
             builder.Services.TryAddSingleton<BlockGraph>();
+            builder.AddJobType<StreamJob, StreamJobOptions>("stream");
+            builder.AddJobType<CommitJob, CommitJobOptions>("commit");
+            builder.AddMirrorJobs();
             builder.AddQmpCommands<BlockCommands>();
         }
     }

@@ -105,12 +105,32 @@ public static class BlockJobCommon
     /// <param name="cause">The original exception.</param>
     public static JobFailedException Failure(int errno, Exception? cause) => new(BlockIOException.StrError(errno), cause);
 
-    /// <summary>Whether <paramref name="node"/> has no parent node (QEMU's <c>bdrv_is_root_node</c>: only devices above it).</summary>
-    /// <param name="graph">The graph.</param>
-    /// <param name="node">A node.</param>
-    public static bool IsRoot(BlockGraph graph, BlockNode node)
+    /// <summary>QEMU's <c>bdrv_chain_contains</c>: whether <paramref name="node"/> is <paramref name="top"/> or below it (filters included).</summary>
+    /// <param name="top">The top of the chain.</param>
+    /// <param name="node">The node looked for.</param>
+    public static bool ChainContains(BlockNode top, BlockNode node)
     {
-        ArgumentNullException.ThrowIfNull(graph);
-        return graph.GetParents(node).Count == 0;
+        for (BlockNode? n = top; n is not null; n = BackingChain.Below(n))
+        {
+            if (ReferenceEquals(n, node))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>A clean-up reopen that ignores errors, as QEMU's do: the image stays as it is if it cannot be switched.</summary>
+    internal static async ValueTask ReopenQuietlyAsync(BlockGraph graph, BlockNode node, bool readOnly)
+    {
+        try
+        {
+            await graph.ReopenAsync(node, readOnly, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is BlockGraphException or IOException)
+        {
+            // Nothing to undo: the reopen left the graph unchanged.
+        }
     }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using JobCore.Block.Graph;
+using JobCore.Block.Jobs;
 using JobCore.Block.Nodes;
 using JobCore.Qmp;
 using Microsoft.Extensions.DependencyInjection;
@@ -8,16 +9,21 @@ using Microsoft.Extensions.DependencyInjection;
 namespace JobCore.Block.Qmp;
 
 /// <summary>
-/// The block layer's QMP commands: <c>blockdev-add</c>, <c>blockdev-del</c>, <c>query-named-block-nodes</c>.
-/// Errors keep the block layer's QEMU texts and classes.
+/// The block layer's QMP commands: <c>blockdev-add</c>, <c>blockdev-del</c>, <c>query-named-block-nodes</c>,
+/// <c>block-stream</c> and <c>block-commit</c>. Errors keep the block layer's QEMU texts and classes; job-creating
+/// commands create and start the job inside the handler, so <c>created</c> and <c>running</c> precede the reply.
 /// </summary>
 internal sealed class BlockCommands : QmpCommandModule
 {
+    /// <summary>QAPI <c>BlockdevOnError</c>.</summary>
+    internal static readonly QmpType OnErrorType = QmpType.Enum("report", "ignore", "enospc", "stop", "auto");
+
     /// <inheritdoc />
     public override void Register(QmpModuleContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         BlockGraph graph = context.Services.GetRequiredService<BlockGraph>();
+        JobEngine engine = context.Jobs.Engine;
         QmpCommandTable table = context.Commands;
 
         // blockdev-add is 'boxed' in QEMU: the block layer visits the whole BlockdevOptions object in schema order.
@@ -48,6 +54,111 @@ internal sealed class BlockCommands : QmpCommandModule
 
             return ValueTask.FromResult(JsonSerializer.SerializeToNode(nodes.ToList()));
         }));
+
+        table.Add("block-stream", StreamArguments, (_, args, ct) => Guard(() => BlockStreamAsync(engine, graph, args, ct)));
+        table.Add("block-commit", CommitArguments, (_, args, ct) => Guard(() => BlockCommitAsync(engine, graph, args, ct)));
+    }
+
+    /// <summary>QEMU's <c>block-stream</c> argument object, in declaration order.</summary>
+    private static readonly QmpArgument[] StreamArguments =
+    [
+        QmpArgument.Opt("job-id", QmpType.Str),
+        QmpArgument.Required("device", QmpType.Str),
+        QmpArgument.Opt("base", QmpType.Str),
+        QmpArgument.Opt("base-node", QmpType.Str),
+        QmpArgument.Opt("backing-file", QmpType.Str),
+        QmpArgument.Opt("backing-mask-protocol", QmpType.Bool),
+        QmpArgument.Opt("bottom", QmpType.Str),
+        QmpArgument.Opt("speed", QmpType.WholeNumber),
+        QmpArgument.Opt("on-error", OnErrorType),
+        QmpArgument.Opt("filter-node-name", QmpType.Str),
+        QmpArgument.Opt("auto-finalize", QmpType.Bool),
+        QmpArgument.Opt("auto-dismiss", QmpType.Bool),
+    ];
+
+    /// <summary>QEMU's <c>block-commit</c> argument object, in declaration order.</summary>
+    private static readonly QmpArgument[] CommitArguments =
+    [
+        QmpArgument.Opt("job-id", QmpType.Str),
+        QmpArgument.Required("device", QmpType.Str),
+        QmpArgument.Opt("base-node", QmpType.Str),
+        QmpArgument.Opt("base", QmpType.Str),
+        QmpArgument.Opt("top-node", QmpType.Str),
+        QmpArgument.Opt("top", QmpType.Str),
+        QmpArgument.Opt("backing-file", QmpType.Str),
+        QmpArgument.Opt("backing-mask-protocol", QmpType.Bool),
+        QmpArgument.Opt("speed", QmpType.WholeNumber),
+        QmpArgument.Opt("on-error", OnErrorType),
+        QmpArgument.Opt("filter-node-name", QmpType.Str),
+        QmpArgument.Opt("auto-finalize", QmpType.Bool),
+        QmpArgument.Opt("auto-dismiss", QmpType.Bool),
+    ];
+
+    /// <summary>Fills the members every block job shares from checked QMP arguments.</summary>
+    internal static T WithCommonArguments<T>(T options, JsonObject args)
+        where T : BlockJobOptions => options with
+        {
+            Id = Str(args, "job-id"),
+            Device = Str(args, "device") ?? string.Empty,
+            Speed = args["speed"]?.GetValue<long>() ?? 0,
+            OnError = BlockJobCommon.ParseErrorPolicy(Str(args, "on-error")),
+            FilterNodeName = Str(args, "filter-node-name"),
+            AutoFinalize = Flag(args, "auto-finalize") ?? true,
+            AutoDismiss = Flag(args, "auto-dismiss") ?? true,
+        };
+
+    /// <summary>An optional string argument.</summary>
+    internal static string? Str(JsonObject args, string name) => args[name]?.GetValue<string>();
+
+    /// <summary>An optional boolean argument.</summary>
+    internal static bool? Flag(JsonObject args, string name) => args[name]?.GetValue<bool>();
+
+    private static async ValueTask<JsonNode?> BlockStreamAsync(JobEngine engine, BlockGraph graph, JsonObject args, CancellationToken cancellationToken)
+    {
+        StreamJobOptions options = WithCommonArguments(new StreamJobOptions(), args) with
+        {
+            Base = Str(args, "base"),
+            BaseNode = Str(args, "base-node"),
+            Bottom = Str(args, "bottom"),
+            BackingFile = Str(args, "backing-file"),
+            BackingMaskProtocol = Flag(args, "backing-mask-protocol") ?? false,
+        };
+        await StreamJob.StartAsync(engine, graph, options, cancellationToken).ConfigureAwait(false);
+        return null;
+    }
+
+    private static async ValueTask<JsonNode?> BlockCommitAsync(JobEngine engine, BlockGraph graph, JsonObject args, CancellationToken cancellationToken)
+    {
+        CommitJobOptions options = WithCommonArguments(new CommitJobOptions(), args) with
+        {
+            BaseNode = Str(args, "base-node"),
+            Base = Str(args, "base"),
+            TopNode = Str(args, "top-node"),
+            Top = Str(args, "top"),
+            BackingFile = Str(args, "backing-file"),
+            BackingMaskProtocol = Flag(args, "backing-mask-protocol") ?? false,
+        };
+        CommitTarget target = CommitPlan.Resolve(graph, options);
+        if (!target.IsActive)
+        {
+            await CommitJob.StartAsync(engine, graph, options, cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+
+        // Top is the active layer: the mirror engine copies into the base (job type 'commit', READY, complete).
+        Job job = engine.Create(new ActiveCommitOptions
+        {
+            Id = options.Id ?? string.Empty,
+            Device = target.Top.NodeName,
+            BaseNode = target.Base.NodeName,
+            OnError = options.OnError,
+            Speed = options.Speed,
+            FilterNodeName = options.FilterNodeName,
+            AutoFinalize = options.AutoFinalize,
+            AutoDismiss = options.AutoDismiss,
+        });
+        job.Start();
+        return null;
     }
 
     /// <summary>Runs a handler, turning block-layer refusals into QMP errors with the same text and class.</summary>
