@@ -278,7 +278,11 @@ public sealed class JobEngine : IAsyncDisposable
         JobCoreTelemetry.StatusChanged(job, from, to);
         if (_logger.IsEnabled(LogLevel.Debug))
         {
+            // Logged inside the job's span so log records correlate with its trace.
+            var current = System.Diagnostics.Activity.Current;
+            System.Diagnostics.Activity.Current = job.Activity ?? current;
             LogTransition(_logger, job.Id, job.Type, from.WireName(), to.WireName(), null);
+            System.Diagnostics.Activity.Current = current;
         }
 
         if (!job.IsInternal && from != to && _subscribers.Length > 0)
