@@ -54,11 +54,11 @@ internal static class ImageCompare
         {
             for (long offset = common; offset < larger.Size;)
             {
-                var s = await ChainStatus.GetAsync(larger, offset, Math.Min(ChunkSize, larger.Size - offset), cancellationToken).ConfigureAwait(false);
-                var n = (int)s.Length;
+                var s = await ChainStatus.GetAsync(larger, offset, larger.Size - offset, cancellationToken).ConfigureAwait(false);
+                var n = s.Zero ? s.Length : Math.Min(s.Length, ChunkSize);
                 if (!s.Zero)
                 {
-                    var a = buffer.AsMemory(0, n);
+                    var a = buffer.AsMemory(0, (int)n);
                     await larger.ReadAsync(offset, a, cancellationToken).ConfigureAwait(false);
                     var nonZero = a.Span.IndexOfAnyExcept((byte)0);
                     if (nonZero >= 0)
@@ -93,14 +93,16 @@ internal static class ImageCompare
             {
                 while (offset < length && reads1.Pending < ReadsInFlight)
                 {
-                    var s1 = await ChainStatus.GetAsync(first, offset, Math.Min(ChunkSize, length - offset), cancellationToken).ConfigureAwait(false);
+                    // Status of the whole rest (holes go by in one step); reads are cut to ChunkSize.
+                    var s1 = await ChainStatus.GetAsync(first, offset, length - offset, cancellationToken).ConfigureAwait(false);
                     var s2 = await ChainStatus.GetAsync(second, offset, s1.Length, cancellationToken).ConfigureAwait(false);
-                    var n = (int)Math.Min(s1.Length, s2.Length);
+                    var n = Math.Min(s1.Length, s2.Length);
                     if (!(s1.Zero && s2.Zero))
                     {
+                        n = Math.Min(n, ChunkSize);
                         var at = offset;
-                        reads1.Start(at, n, b => s1.Zero ? ClearAsync(b) : first.ReadAsync(at, b, cancellationToken));
-                        reads2.Start(at, n, b => s2.Zero ? ClearAsync(b) : second.ReadAsync(at, b, cancellationToken));
+                        reads1.Start(at, (int)n, b => s1.Zero ? ClearAsync(b) : first.ReadAsync(at, b, cancellationToken));
+                        reads2.Start(at, (int)n, b => s2.Zero ? ClearAsync(b) : second.ReadAsync(at, b, cancellationToken));
                     }
 
                     offset += n;

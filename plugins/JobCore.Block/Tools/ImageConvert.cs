@@ -131,7 +131,8 @@ internal static class ImageConvert
         var size = source.Size;
         while (offset < size)
         {
-            var extent = await ChainStatus.GetAsync(source, offset, Math.Min(ChunkSize, size - offset), cancellationToken).ConfigureAwait(false);
+            // Ask about the whole rest: drivers answer with as long a run as they cheaply can, so holes go by quickly.
+            var extent = await ChainStatus.GetAsync(source, offset, size - offset, cancellationToken).ConfigureAwait(false);
             if (extent.Zero)
             {
                 offset += extent.Length;
@@ -140,7 +141,7 @@ internal static class ImageConvert
 
             var start = offset - (offset % granularity);
             var limit = Math.Min(start + ChunkSize, size);
-            var end = offset + extent.Length;
+            var end = Math.Min(offset + extent.Length, limit);
             while (end < limit)
             {
                 var next = await ChainStatus.GetAsync(source, end, limit - end, cancellationToken).ConfigureAwait(false);

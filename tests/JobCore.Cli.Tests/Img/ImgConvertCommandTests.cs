@@ -43,6 +43,23 @@ public sealed class ImgConvertCommandTests
     }
 
     [TestMethod]
+    public async Task A_sparse_1_TiB_image_converts_and_compares_by_skipping_its_holes()
+    {
+        using var dir = new TempDirectory();
+        await Tool.QemuImgOkAsync(dir.Path, "create", "-q", "-f", "qcow2", "big.qcow2", "1T");
+        await Tool.QemuIoOkAsync(dir.Path, "big.qcow2", "qcow2", "write -P 1 0 1M", "write -P 2 500G 1M", "write -P 3 1023G 64k");
+
+        var convert = await Tool.JobctlAsync(dir.Path, "img", "convert", "-O", "qcow2", "big.qcow2", "out.qcow2");
+        var compare = await Tool.JobctlAsync(dir.Path, "img", "compare", "big.qcow2", "out.qcow2");
+
+        Assert.AreEqual(0, convert.ExitCode, convert.ToString());
+        Assert.AreEqual("Images are identical.\n", compare.StdOut, compare.ToString());
+        await Tool.AssertQemuCheckCleanAsync(dir.Path, "out.qcow2");
+        await Tool.QemuImgOkAsync(dir.Path, "compare", "big.qcow2", "out.qcow2");
+        Assert.IsLessThan(8L << 20, new FileInfo(dir.File("out.qcow2")).Length, "holes must not be written");
+    }
+
+    [TestMethod]
     public async Task Output_of_create_and_convert_round_trips_through_qemu_img()
     {
         using var dir = new TempDirectory();
