@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
@@ -74,6 +75,7 @@ public sealed partial class FileNode : BlockNode
 
     /// <summary>Reads; bytes past the end of the host file (after a concurrent truncation) read as zeroes.</summary>
     /// <inheritdoc />
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public override async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         CheckRange(offset, buffer.Length, refresh: true);
@@ -99,6 +101,7 @@ public sealed partial class FileNode : BlockNode
     }
 
     /// <inheritdoc />
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         CheckWritable(offset, data.Length);

@@ -115,6 +115,7 @@ public sealed partial class Qcow2Node
             try
             {
                 ThrowIfNotWritable();
+                cancellationToken = CancellationToken.None; // no cancellation halfway through an L1 switch
                 await PrepareFirstWriteAsync(cancellationToken).ConfigureAwait(false);
                 long clusters = (newSize + _clusterSize - 1) >> _clusterBits;
                 long l1Needed = (clusters + (1L << _l2Bits) - 1) >> _l2Bits;
@@ -165,6 +166,7 @@ public sealed partial class Qcow2Node
         try
         {
             ThrowIfNotWritable();
+            cancellationToken = CancellationToken.None;
             await FlushMetadataAsync(cancellationToken).ConfigureAwait(false);
             string? oldFile = _header.BackingFile;
             string? oldFormat = _header.BackingFormat;
@@ -186,6 +188,10 @@ public sealed partial class Qcow2Node
 
             await WriteHeaderAsync(cancellationToken).ConfigureAwait(false);
             _firstWritePrepared = true;
+        }
+        catch (Qcow2CorruptionException e)
+        {
+            throw new BlockIOException(BlockIOException.EIO, $"Image '{_imageName}' is corrupt: {e.Message}", e);
         }
         finally
         {

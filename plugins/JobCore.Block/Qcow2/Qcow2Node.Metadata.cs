@@ -448,6 +448,7 @@ public sealed partial class Qcow2Node
             try
             {
                 ThrowIfNotWritable();
+                cancellationToken = CancellationToken.None; // see WriteAsync: no cancellation past the lock
                 await PrepareFirstWriteAsync(cancellationToken).ConfigureAwait(false);
                 long l1Index = cluster >> _l2Bits;
                 bool noTable = L2OffsetOf(l1Index) == 0;
@@ -848,9 +849,10 @@ public sealed partial class Qcow2Node
     /// <summary>Keeps the caches bounded: a full write-back when too many tables are dirty, then eviction of clean ones.</summary>
     private async ValueTask TrimCachesAsync(CancellationToken cancellationToken)
     {
-        if (_l2Cache.OverCapacity || _refCache.OverCapacity || _pendingFrees.Count > 4096)
+        bool manyFrees = _pendingFrees.Count > 4096 && Volatile.Read(ref _dataOps) == 0;
+        if (_l2Cache.OverCapacity || _refCache.OverCapacity || manyFrees)
         {
-            if (_l2Cache.DirtyCount > _l2Cache.Capacity / 2 || _refCache.DirtyCount > _refCache.Capacity / 2 || _pendingFrees.Count > 4096)
+            if (_l2Cache.DirtyCount > _l2Cache.Capacity / 2 || _refCache.DirtyCount > _refCache.Capacity / 2 || manyFrees)
             {
                 await FlushMetadataAsync(cancellationToken).ConfigureAwait(false);
             }

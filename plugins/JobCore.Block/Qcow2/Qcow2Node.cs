@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 
 namespace JobCore.Block.Nodes;
 
@@ -152,6 +153,7 @@ public sealed partial class Qcow2Node : BlockNode
     public void SetBackingNode(BlockNode? node) => _backing = node;
 
     /// <inheritdoc />
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public override async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         CheckRange(offset, buffer.Length);
@@ -219,6 +221,7 @@ public sealed partial class Qcow2Node : BlockNode
     }
 
     /// <inheritdoc />
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         CheckWrite(offset, data.Length);
@@ -235,8 +238,9 @@ public sealed partial class Qcow2Node : BlockNode
                 try
                 {
                     ThrowIfNotWritable();
-                    await PrepareFirstWriteAsync(cancellationToken).ConfigureAwait(false);
-                    run = await LookupRunAsync(guestCluster, maxClusters, cancellationToken).ConfigureAwait(false);
+                    // Past the lock, metadata work is not cancelled halfway: memory and disk must stay in step.
+                    await PrepareFirstWriteAsync(CancellationToken.None).ConfigureAwait(false);
+                    run = await LookupRunAsync(guestCluster, maxClusters, CancellationToken.None).ConfigureAwait(false);
                     if (run.Kind == ClusterKind.Normal && run.Copied)
                     {
                         CheckNoMetadataOverlap(run.Host, run.Count);
@@ -244,8 +248,8 @@ public sealed partial class Qcow2Node : BlockNode
                     }
                     else
                     {
-                        written = await AllocatingWriteAsync(offset, data, cancellationToken).ConfigureAwait(false);
-                        await TrimCachesAsync(cancellationToken).ConfigureAwait(false);
+                        written = await AllocatingWriteAsync(offset, data, CancellationToken.None).ConfigureAwait(false);
+                        await TrimCachesAsync(CancellationToken.None).ConfigureAwait(false);
                     }
                 }
                 finally
@@ -308,15 +312,22 @@ public sealed partial class Qcow2Node : BlockNode
             return;
         }
 
-        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            ThrowIfDisposed();
-            await FlushMetadataAsync(cancellationToken).ConfigureAwait(false);
+            await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                ThrowIfDisposed();
+                await FlushMetadataAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            finally
+            {
+                _lock.Release();
+            }
         }
-        finally
+        catch (Qcow2CorruptionException e)
         {
-            _lock.Release();
+            throw await OnCorruptionAsync(e).ConfigureAwait(false);
         }
     }
 
@@ -399,6 +410,10 @@ public sealed partial class Qcow2Node : BlockNode
             {
                 await FlushMetadataAsync(CancellationToken.None).ConfigureAwait(false);
             }
+        }
+        catch (Qcow2CorruptionException e)
+        {
+            throw new BlockIOException(BlockIOException.EIO, $"Image '{_imageName}' is corrupt: {e.Message}", e);
         }
         finally
         {
