@@ -4,4 +4,5 @@ using JobCore.Cli.Img;
 // jobctl: one root command; each feature adds its command group here with one line (img: issue 3, QMP client: issue 5).
 var root = new RootCommand("jobctl: JobCore's command-line tool.");
 root.Subcommands.Add(ImgCommand.Create());
+JobCore.Cli.Qmp.QmpClientCommands.AddTo(root);
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
