@@ -48,6 +48,8 @@ internal static class DaemonHost
         {
             services.AddJobCore(b =>
             {
+                // The block layer is built in; --plugins adds more (a block plugin found there again is applied once).
+                b.AddBlockJobs();
                 if (options.PluginDirectory is not null)
                 {
                     b.AddPluginsFromDirectory(options.PluginDirectory.FullName);
