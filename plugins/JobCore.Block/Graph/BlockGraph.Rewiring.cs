@@ -127,7 +127,16 @@ public sealed partial class BlockGraph
             {
                 Register(filter, null);
                 _nodes[name].Pinned = true;
-                ReplaceLocked(below, filter, except: filter);
+                try
+                {
+                    ReplaceLocked(below, filter, except: filter);
+                }
+                catch
+                {
+                    // Nothing was rewired (edges are checked before any changes): forget the filter again.
+                    _nodes.Remove(name);
+                    throw;
+                }
             }
 
             return filter;
