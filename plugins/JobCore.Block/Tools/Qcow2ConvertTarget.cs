@@ -17,6 +17,7 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
 {
     private const ulong CopiedFlag = 1UL << 63;
     private const int RefcountBytes = 2; // refcount order 4, QEMU's default
+    private const int DefaultMetadataBatch = 4 << 20;
 
     private readonly SafeFileHandle _handle;
     private readonly long _size;
@@ -25,10 +26,12 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
     private readonly int _l2Entries;
     private readonly ulong[]?[] _l2Tables;
     private readonly Lock _allocation = new();
+    private readonly int _metadataBatch;
     private long _nextHostOffset;
 
-    private Qcow2ConvertTarget(SafeFileHandle handle, long size, int clusterSize)
+    private Qcow2ConvertTarget(SafeFileHandle handle, long size, int clusterSize, int metadataBatch)
     {
+        _metadataBatch = Math.Max(metadataBatch, clusterSize);
         _handle = handle;
         _size = RoundUpToSector(size);
         _clusterSize = clusterSize;
@@ -41,7 +44,11 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
 
     /// <summary>Creates (or truncates) <paramref name="path"/> for a qcow2 image of <paramref name="size"/> bytes (rounded up to 512).</summary>
     /// <exception cref="ImageToolException">The cluster size is not a power of two between 512 and 2 MiB, or the image is too large.</exception>
-    public static Qcow2ConvertTarget Create(string path, long size, int clusterSize)
+    /// <param name="path">The output file.</param>
+    /// <param name="size">The virtual size.</param>
+    /// <param name="clusterSize">The cluster size.</param>
+    /// <param name="metadataBatch">How many bytes of metadata are written per request at the end (tests make it small).</param>
+    public static Qcow2ConvertTarget Create(string path, long size, int clusterSize, int metadataBatch = DefaultMetadataBatch)
     {
         ArgumentNullException.ThrowIfNull(path);
         Qcow2CreateValidation.ValidateClusterSize(clusterSize);
@@ -51,7 +58,7 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
             throw new ImageToolException($"Image size {size} is too large for cluster size {clusterSize}");
         }
 
-        return new Qcow2ConvertTarget(File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read), size, clusterSize);
+        return new Qcow2ConvertTarget(File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read), size, clusterSize, metadataBatch);
     }
 
     /// <inheritdoc />
@@ -125,50 +132,73 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
         var tableStart = blocksStart + blocks;
         var totalClusters = tableStart + tableClusters;
 
-        // L2 tables in L1 order, then the L1 table pointing at them.
-        var l2Bytes = new byte[checked((int)(l2Count * _clusterSize))];
+        // L2 tables in L1 order, then the L1 table pointing at them, the refcount blocks (refcount 1 for clusters
+        // 0 .. totalClusters-1) and the refcount table; each region is streamed through one reused buffer.
+        var tables = _l2Tables.Where(t => t is not null).Select(t => t!).ToArray();
         var l1Bytes = new byte[checked((int)(l1Clusters * _clusterSize))];
-        var l2Index = 0;
-        for (var i = 0; i < _l2Tables.Length; i++)
+        for (int i = 0, k = 0; i < _l2Tables.Length; i++)
         {
-            if (_l2Tables[i] is not { } table)
+            if (_l2Tables[i] is not null)
             {
-                continue;
+                BinaryPrimitives.WriteUInt64BigEndian(l1Bytes.AsSpan(i * 8), ((ulong)(l2Start + k++) << _clusterBits) | CopiedFlag);
             }
+        }
 
-            var dest = l2Bytes.AsSpan(l2Index * _clusterSize, _clusterSize);
-            for (var j = 0; j < table.Length; j++)
+        var buffer = new byte[_metadataBatch];
+        await WriteRegionAsync(buffer, l2Start, l2Count, (span, first) =>
+        {
+            for (var t = 0; t < span.Length / _clusterSize; t++)
             {
-                BinaryPrimitives.WriteUInt64BigEndian(dest[(j * 8)..], table[j]);
+                var table = tables[first + t];
+                var dest = span.Slice(t * _clusterSize, _clusterSize);
+                for (var j = 0; j < table.Length; j++)
+                {
+                    BinaryPrimitives.WriteUInt64BigEndian(dest[(j * 8)..], table[j]);
+                }
             }
-
-            var l2Offset = (ulong)(l2Start + l2Index) << _clusterBits;
-            BinaryPrimitives.WriteUInt64BigEndian(l1Bytes.AsSpan(i * 8), l2Offset | CopiedFlag);
-            l2Index++;
-        }
-
-        // Refcount 1 for clusters 0 .. totalClusters-1, and the table pointing at each block.
-        var refcountBytes = new byte[checked((int)(blocks * _clusterSize))];
-        for (long c = 0; c < totalClusters; c++)
-        {
-            BinaryPrimitives.WriteUInt16BigEndian(refcountBytes.AsSpan(checked((int)(c * RefcountBytes))), 1);
-        }
-
-        var tableBytes = new byte[checked((int)(tableClusters * _clusterSize))];
-        for (long b = 0; b < blocks; b++)
-        {
-            BinaryPrimitives.WriteUInt64BigEndian(tableBytes.AsSpan(checked((int)(b * 8))), (ulong)(blocksStart + b) << _clusterBits);
-        }
-
-        await RandomAccess.WriteAsync(_handle, l2Bytes, l2Start << _clusterBits, cancellationToken).ConfigureAwait(false);
+        }, cancellationToken).ConfigureAwait(false);
         await RandomAccess.WriteAsync(_handle, l1Bytes, l1Start << _clusterBits, cancellationToken).ConfigureAwait(false);
-        await RandomAccess.WriteAsync(_handle, refcountBytes, blocksStart << _clusterBits, cancellationToken).ConfigureAwait(false);
-        await RandomAccess.WriteAsync(_handle, tableBytes, tableStart << _clusterBits, cancellationToken).ConfigureAwait(false);
+        await WriteRegionAsync(buffer, blocksStart, blocks, (span, first) =>
+        {
+            var firstEntry = first * refcountsPerBlock;
+            for (var e = 0; e < span.Length / RefcountBytes && firstEntry + e < totalClusters; e++)
+            {
+                BinaryPrimitives.WriteUInt16BigEndian(span[(e * RefcountBytes)..], 1);
+            }
+        }, cancellationToken).ConfigureAwait(false);
+        await WriteRegionAsync(buffer, tableStart, tableClusters, (span, first) =>
+        {
+            var firstBlock = first * (_clusterSize / 8);
+            for (var e = 0; e < span.Length / 8 && firstBlock + e < blocks; e++)
+            {
+                BinaryPrimitives.WriteUInt64BigEndian(span[(e * 8)..], (ulong)(blocksStart + firstBlock + e) << _clusterBits);
+            }
+        }, cancellationToken).ConfigureAwait(false);
         RandomAccess.SetLength(_handle, totalClusters << _clusterBits);
 
         var header = SerializeHeader(l1Clusters == 0 ? 0 : l1Start << _clusterBits, tableStart << _clusterBits, (int)tableClusters);
         await RandomAccess.WriteAsync(_handle, header, 0, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Writes <paramref name="clusters"/> clusters from cluster <paramref name="startCluster"/> on, batch by batch:
+    /// <paramref name="fill"/> gets a zeroed span of whole clusters and the index (within the region) of its first cluster.
+    /// </summary>
+    private async ValueTask WriteRegionAsync(byte[] buffer, long startCluster, long clusters, FillRegion fill, CancellationToken cancellationToken)
+    {
+        var perBatch = buffer.Length / _clusterSize;
+        for (long first = 0; first < clusters; first += perBatch)
+        {
+            var count = (int)Math.Min(perBatch, clusters - first);
+            var span = buffer.AsSpan(0, count * _clusterSize);
+            span.Clear();
+            fill(span, first);
+            await RandomAccess.WriteAsync(_handle, buffer.AsMemory(0, count * _clusterSize), (startCluster + first) << _clusterBits, cancellationToken)
+                .ConfigureAwait(false);
+        }
+    }
+
+    private delegate void FillRegion(Span<byte> clusters, long firstCluster);
 
     /// <summary>Cluster 0 as QEMU writes it (version 3, refcount order 4, feature name table), via the qcow2 driver's header code.</summary>
     private byte[] SerializeHeader(long l1Offset, long refcountTableOffset, int refcountTableClusters)

@@ -66,6 +66,24 @@ public sealed class ImageConvertTests
     }
 
     [TestMethod]
+    [DataRow(512)]
+    [DataRow(65536)]
+    public async Task Metadata_written_in_many_small_batches_is_still_consistent(int clusterSize)
+    {
+        using var dir = new TempDirectory();
+        var source = SampleChain(12L << 20);
+        await WriteExpectedRawAsync(source, dir.File("expected.raw"));
+
+        await using (var target = Qcow2ConvertTarget.Create(dir.File("out.qcow2"), source.Size, clusterSize, metadataBatch: 2048))
+        {
+            await ImageConvert.ConvertAsync(source, target);
+        }
+
+        await Tool.AssertQemuCheckCleanAsync(dir.Path, "out.qcow2");
+        await Tool.QemuImgOkAsync(dir.Path, "compare", "-f", "qcow2", "-F", "raw", "out.qcow2", "expected.raw");
+    }
+
+    [TestMethod]
     public async Task Zero_and_unallocated_ranges_are_not_written()
     {
         using var dir = new TempDirectory();
