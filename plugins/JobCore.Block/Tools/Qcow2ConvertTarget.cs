@@ -126,6 +126,12 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
             tableClusters = needTable;
         }
 
+        if (tableClusters * _clusterSize > Qcow2Header.MaxRefcountTableBytes)
+        {
+            throw new ImageToolException(
+                $"The output needs a {tableClusters * _clusterSize}-byte refcount table, more than QEMU accepts ({Qcow2Header.MaxRefcountTableBytes}); use a larger cluster_size");
+        }
+
         var l2Start = dataClusters;
         var l1Start = l2Start + l2Count;
         var blocksStart = l1Start + l1Clusters;
