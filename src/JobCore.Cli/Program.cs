@@ -5,4 +5,5 @@ using JobCore.Cli.Img;
 var root = new RootCommand("jobctl: JobCore's command-line tool.");
 root.Subcommands.Add(ImgCommand.Create());
 JobCore.Cli.Qmp.QmpClientCommands.AddTo(root);
+root.Subcommands.Add(JobCore.Cli.Demo.DemoCommand.Create());
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
