@@ -88,7 +88,9 @@ public sealed partial class Qcow2Node
             throw new Qcow2CorruptionException($"L1 entry {l1Index} ({e:#x}) has reserved bits set or an unaligned L2 table offset");
         }
 
-        if (offset != 0 && offset >= _file.Size)
+        // A table allocated since the last flush lives only in the cache (write-zeroes allocates no data that would
+        // extend the file), so only an uncached table must lie inside the file.
+        if (offset != 0 && offset >= _file.Size && !_l2Cache.Contains(offset))
         {
             throw new Qcow2CorruptionException($"L1 entry {l1Index} points to an L2 table at {offset:#x}, beyond the end of the file");
         }
@@ -535,7 +537,7 @@ public sealed partial class Qcow2Node
     private long RefBlockOffset(long tableIndex)
     {
         ulong e = TableEntry(_refTable, (int)tableIndex);
-        if ((e & 0x1ff) != 0 || (e & (ulong)(_clusterSize - 1)) != 0 || (e != 0 && (e >= (ulong)_file.Size || e < (ulong)_clusterSize)))
+        if ((e & 0x1ff) != 0 || (e & (ulong)(_clusterSize - 1)) != 0 || (e != 0 && ((e >= (ulong)_file.Size && !_refCache.Contains((long)e)) || e < (ulong)_clusterSize)))
         {
             throw new Qcow2CorruptionException($"refcount table entry {tableIndex} ({e:#x}) is unaligned, has reserved bits set or points outside the file");
         }
