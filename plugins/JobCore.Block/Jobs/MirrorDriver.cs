@@ -175,6 +175,13 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         if (_completeRequested)
         {
             BlockNode toReplace = _plan.ToReplace;
+            if (_filter is { } filter && BackingChain.SkipFilters(_target) is { } image && ReferenceEquals(image.Backing, filter))
+            {
+                // A target backed by the source (sync=none) got the filter as backing when it was inserted; point it at
+                // the source itself, or the replacement would see a loop and leave the guest on the source.
+                await _graph.ChangeBackingAsync(_target, _plan.Source, writeHeader: false, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+
             if (toReplace.ReadOnly != _target.ReadOnly)
             {
                 _target = await _graph.ReopenAsync(_target, toReplace.ReadOnly, cancellationToken).ConfigureAwait(false);
