@@ -69,8 +69,58 @@ internal sealed record ImageInfo(
         return Qcow2Header.Parse(bytes, file.Size, filename);
     }
 
+    /// <summary>
+    /// <c>qemu-img info --backing-chain</c>: the information of <paramref name="filename"/> and of every image below
+    /// it, following each header's backing file (relative to the image naming it) and backing format.
+    /// </summary>
+    /// <exception cref="ImageToolException">The chain loops.</exception>
+    public static async Task<IReadOnlyList<ImageInfo>> ReadChainAsync(string filename, string? format, CancellationToken cancellationToken = default)
+    {
+        var chain = new List<ImageInfo>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (string? name = filename; name is not null;)
+        {
+            if (!seen.Add(name))
+            {
+                throw new ImageToolException($"Backing file '{name}' creates an infinite loop.");
+            }
+
+            var info = await ReadAsync(name, format, cancellationToken).ConfigureAwait(false);
+            chain.Add(info);
+            name = info.FullBackingFilename;
+            format = info.BackingFormat;
+        }
+
+        return chain;
+    }
+
     /// <summary>qemu-img's <c>--output json</c> text, keys in qemu-img 7.2's order (ends with a newline).</summary>
-    public string ToJson()
+    public string ToJson() => Json(WriteJson);
+
+    /// <summary>qemu-img's <c>--output json --backing-chain</c> text: an array of the images' objects.</summary>
+    public static string ToJson(IReadOnlyList<ImageInfo> chain)
+    {
+        ArgumentNullException.ThrowIfNull(chain);
+        return Json(w =>
+        {
+            w.WriteStartArray();
+            foreach (var info in chain)
+            {
+                info.WriteJson(w);
+            }
+
+            w.WriteEndArray();
+        });
+    }
+
+    /// <summary>qemu-img's human text for a chain: one block per image, separated by blank lines.</summary>
+    public static string ToHuman(IReadOnlyList<ImageInfo> chain)
+    {
+        ArgumentNullException.ThrowIfNull(chain);
+        return string.Join("\n", chain.Select(i => i.ToHuman()));
+    }
+
+    private static string Json(Action<Utf8JsonWriter> write)
     {
         using var stream = new MemoryStream();
         using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions
@@ -80,58 +130,63 @@ internal sealed record ImageInfo(
             Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         }))
         {
-            w.WriteStartObject();
-            if (BackingFormat is not null)
+            write(w);
+        }
+
+        return Encoding.UTF8.GetString(stream.ToArray()) + "\n";
+    }
+
+    private void WriteJson(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        if (BackingFormat is not null)
+        {
+            w.WriteString("backing-filename-format", BackingFormat);
+        }
+
+        w.WriteNumber("virtual-size", VirtualSize);
+        w.WriteString("filename", Filename);
+        if (ClusterSize is { } clusterSize)
+        {
+            w.WriteNumber("cluster-size", clusterSize);
+        }
+
+        w.WriteString("format", Format);
+        w.WriteNumber("actual-size", ActualSize);
+        if (Qcow2 is { } q)
+        {
+            w.WriteStartObject("format-specific");
+            w.WriteString("type", "qcow2");
+            w.WriteStartObject("data");
+            w.WriteString("compat", q.Compat);
+            w.WriteString("compression-type", Qcow2InfoData.CompressionType);
+            if (q.IsV3)
             {
-                w.WriteString("backing-filename-format", BackingFormat);
+                w.WriteBoolean("lazy-refcounts", q.LazyRefcounts);
             }
 
-            w.WriteNumber("virtual-size", VirtualSize);
-            w.WriteString("filename", Filename);
-            if (ClusterSize is { } clusterSize)
+            w.WriteNumber("refcount-bits", q.RefcountBits);
+            if (q.IsV3)
             {
-                w.WriteNumber("cluster-size", clusterSize);
+                w.WriteBoolean("corrupt", q.Corrupt);
+                w.WriteBoolean("extended-l2", q.ExtendedL2);
             }
-
-            w.WriteString("format", Format);
-            w.WriteNumber("actual-size", ActualSize);
-            if (Qcow2 is { } q)
-            {
-                w.WriteStartObject("format-specific");
-                w.WriteString("type", "qcow2");
-                w.WriteStartObject("data");
-                w.WriteString("compat", q.Compat);
-                w.WriteString("compression-type", Qcow2InfoData.CompressionType);
-                if (q.IsV3)
-                {
-                    w.WriteBoolean("lazy-refcounts", q.LazyRefcounts);
-                }
-
-                w.WriteNumber("refcount-bits", q.RefcountBits);
-                if (q.IsV3)
-                {
-                    w.WriteBoolean("corrupt", q.Corrupt);
-                    w.WriteBoolean("extended-l2", q.ExtendedL2);
-                }
-                w.WriteEndObject();
-                w.WriteEndObject();
-            }
-
-            if (FullBackingFilename is not null)
-            {
-                w.WriteString("full-backing-filename", FullBackingFilename);
-            }
-
-            if (BackingFilename is not null)
-            {
-                w.WriteString("backing-filename", BackingFilename);
-            }
-
-            w.WriteBoolean("dirty-flag", DirtyFlag);
+            w.WriteEndObject();
             w.WriteEndObject();
         }
 
-        return Encoding.UTF8.GetString(stream.ToArray()).Replace("\r\n", "\n", StringComparison.Ordinal) + "\n";
+        if (FullBackingFilename is not null)
+        {
+            w.WriteString("full-backing-filename", FullBackingFilename);
+        }
+
+        if (BackingFilename is not null)
+        {
+            w.WriteString("backing-filename", BackingFilename);
+        }
+
+        w.WriteBoolean("dirty-flag", DirtyFlag);
+        w.WriteEndObject();
     }
 
     /// <summary>qemu-img 7.2's human output (ends with a newline).</summary>

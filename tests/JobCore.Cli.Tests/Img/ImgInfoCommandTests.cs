@@ -41,6 +41,21 @@ public sealed class ImgInfoCommandTests
     }
 
     [TestMethod]
+    [DataRow("json")]
+    [DataRow("human")]
+    public async Task Backing_chain_output_equals_qemu_img(string output)
+    {
+        using var dir = new TempDirectory();
+        await QemuImages.MakeChainAsync(dir);
+        Directory.CreateDirectory(dir.File("sub"));
+        await QemuImages.MakeRawAsync(dir, "sub/bottom.raw", "64M");
+        await Tool.QemuImgOkAsync(dir.Path, "rebase", "-u", "-b", "sub/bottom.raw", "-F", "raw", "base.qcow2");
+
+        await Tool.AssertSameAsQemuImgAsync(dir.Path, "info", "--backing-chain", "--output", output, "top.qcow2");
+        await Tool.AssertSameAsQemuImgAsync(dir.Path, "info", "--backing-chain", "--output", output, dir.File("top.qcow2"));
+    }
+
+    [TestMethod]
     public async Task Raw_json_output_equals_qemu_img()
     {
         using var dir = new TempDirectory();
