@@ -1,0 +1,405 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using JobCore.Block.Tests.Interop;
+using JobCore.Qmp;
+
+namespace JobCore.Block.Tests.Jobs;
+
+/// <summary>
+/// block-stream and block-commit over QMP: the same scripts against the real jobcored process (block plugin loaded
+/// with <c>--plugins</c>) and against qemu-system-x86_64 7.2, compared event by event (names, statuses and data;
+/// timestamps and timing-dependent offsets left out), plus QEMU's argument refusals.
+/// </summary>
+[TestClass]
+public sealed class StreamQmpTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    // One scenario: the commands after the chain is open, and how to wind the job down.
+    public static IEnumerable<object[]> Scenarios =>
+    [
+        ["stream"],
+        ["stream-base-node"],
+        ["stream-failed"],
+        ["stream-ignored"],
+        ["stream-cancelled"],
+        ["stream-manual"],
+        ["commit"],
+        ["commit-failed"],
+    ];
+
+    [TestMethod]
+    [DynamicData(nameof(Scenarios))]
+    public async Task Event_sequence_matches_qemu(string scenario)
+    {
+        List<string> qemu;
+        await using (Peer peer = await Peer.StartQemuAsync())
+        {
+            qemu = await RunScenarioAsync(peer, scenario);
+        }
+
+        List<string> ours;
+        await using (Peer peer = await Peer.StartJobcoredAsync())
+        {
+            ours = await RunScenarioAsync(peer, scenario);
+        }
+
+        CollectionAssert.AreEqual(qemu, ours, $"qemu:\n{string.Join("\n", qemu)}\njobcored:\n{string.Join("\n", ours)}");
+    }
+
+    [TestMethod]
+    public async Task Created_and_running_precede_the_reply_of_block_stream()
+    {
+        await using Peer peer = await Peer.StartJobcoredAsync(transcript: true);
+        await OpenChainAsync(peer);
+        JsonObject reply = await peer.Client.RequestAsync(new JsonObject
+        {
+            ["execute"] = "block-stream",
+            ["arguments"] = new JsonObject { ["job-id"] = "s", ["device"] = "top" },
+            ["id"] = "go",
+        });
+        Assert.IsNotNull(reply["return"], reply.ToJsonString());
+        var transcript = peer.Client.Transcript.ToList();
+        int at = transcript.FindIndex(m => m["id"]?.ToJsonString() == "\"go\"");
+        var before = transcript.Take(at).Where(m => m["event"]?.GetValue<string>() == "JOB_STATUS_CHANGE")
+            .Select(m => m["data"]!["status"]!.GetValue<string>()).ToList();
+        CollectionAssert.AreEqual(new[] { "created", "running" }, before);
+        await ReadJobEventsAsync(peer.Client, "s", "null");
+    }
+
+    [TestMethod]
+    public async Task Refusals_match_qemu()
+    {
+        string[] commands =
+        [
+            """{"execute":"block-stream","arguments":{"device":"nope"}}""",
+            """{"execute":"block-stream","arguments":{"device":"top","base":"x","base-node":"base"}}""",
+            """{"execute":"block-stream","arguments":{"device":"top","base-node":"nope"}}""",
+            """{"execute":"block-stream","arguments":{"device":"mid","base-node":"top"}}""",
+            """{"execute":"block-stream","arguments":{"device":"top","base":"nope.qcow2"}}""",
+            """{"execute":"block-stream","arguments":{"device":"top","backing-file":"x"}}""",
+            """{"execute":"block-stream","arguments":{"device":"top"}}""",
+            """{"execute":"block-stream","arguments":{"job-id":"1x","device":"top"}}""",
+            """{"execute":"block-stream","arguments":{"job-id":"s","device":"top","on-error":"bogus"}}""",
+            """{"execute":"block-commit","arguments":{"device":"nope"}}""",
+            """{"execute":"block-commit","arguments":{"device":"mid"}}""",
+            """{"execute":"block-commit","arguments":{"device":"top","top-node":"nonode"}}""",
+            """{"execute":"block-commit","arguments":{"device":"top","top-node":"mid","top":"x"}}""",
+            """{"execute":"block-commit","arguments":{"device":"top","top-node":"base","base-node":"base"}}""",
+            """{"execute":"block-commit","arguments":{"device":"top","backing-file":"x"}}""",
+            """{"execute":"block-commit","arguments":{"device":"top","top-node":"mid","base-node":"top"}}""",
+            """{"execute":"block-stream","arguments":{"job-id":"s","device":"top","speed":1}}""",
+            """{"execute":"block-stream","arguments":{"job-id":"s2","device":"mid"}}""",
+            """{"execute":"block-commit","arguments":{"job-id":"c","device":"top","top-node":"mid"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"top"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"mid"}}""",
+            """{"execute":"block-job-cancel","arguments":{"device":"s"}}""",
+        ];
+
+        List<string> qemu, ours;
+        await using (Peer peer = await Peer.StartQemuAsync())
+        {
+            qemu = await AnswersAsync(peer, commands);
+        }
+
+        await using (Peer peer = await Peer.StartJobcoredAsync())
+        {
+            ours = await AnswersAsync(peer, commands);
+        }
+
+        for (int i = 0; i < commands.Length; i++)
+        {
+            Assert.AreEqual(qemu[i], ours[i], $"command {commands[i]}");
+        }
+    }
+
+    private static async Task<List<string>> AnswersAsync(Peer peer, string[] commands)
+    {
+        await OpenChainAsync(peer);
+        var answers = new List<string>();
+        foreach (string command in commands)
+        {
+            JsonObject reply = await peer.Client.RequestAsync(JsonNode.Parse(command)!.AsObject());
+            answers.Add(reply["error"] is JsonObject e ? $"{e["class"]}: {e["desc"]}" : "ok");
+        }
+
+        return answers;
+    }
+
+    // base ← mid ← top; with inject, mid's file fails every read of sector 1024 (inside mid's data) with EIO.
+    private static async Task OpenChainAsync(Peer peer, bool inject = false)
+    {
+        await MakeChainAsync(peer.Directory);
+        string File(string name) => JsonSerializer.Serialize(Path.Combine(peer.Directory, name));
+        async Task Add(string json) => await peer.Client.ExecuteAsync("blockdev-add", JsonNode.Parse(json)!.AsObject());
+        string rules = inject ? ""","inject-error":[{"event":"read_aio","errno":5,"sector":1024}]""" : "";
+        await Add($$"""{"driver":"qcow2","node-name":"base","file":{"driver":"file","filename":{{File("base.qcow2")}}},"backing":null}""");
+        await Add($$"""{"driver":"qcow2","node-name":"mid","file":{"driver":"blkdebug","node-name":"midfile","image":{"driver":"file","filename":{{File("mid.qcow2")}}}{{rules}}},"backing":"base"}""");
+        await Add($$"""{"driver":"qcow2","node-name":"top","file":{"driver":"file","filename":{{File("top.qcow2")}}},"backing":"mid"}""");
+    }
+
+    // A smaller StreamTestChain: mid's data [512K, 1.5M) lies around file offset 512 KiB (sector 1024).
+    private static async Task MakeChainAsync(string dir)
+    {
+        string Q(string n) => Path.Combine(dir, n);
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", Q("base.qcow2"), "4M");
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", "-b", "base.qcow2", "-F", "qcow2", Q("mid.qcow2"));
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", "-b", "mid.qcow2", "-F", "qcow2", Q("top.qcow2"));
+        await QemuImg.IoCommandsAsync(Q("base.qcow2"), "qcow2", "write -P 0x11 0 4M");
+        await QemuImg.IoCommandsAsync(Q("mid.qcow2"), "qcow2", "write -P 0x22 512K 1M");
+        await QemuImg.IoCommandsAsync(Q("top.qcow2"), "qcow2", "write -P 0x33 1M 256K");
+    }
+
+    private static async Task<List<string>> RunScenarioAsync(Peer peer, string scenario)
+    {
+        await OpenChainAsync(peer, inject: scenario.EndsWith("failed", StringComparison.Ordinal) || scenario.EndsWith("ignored", StringComparison.Ordinal));
+        QmpClient c = peer.Client;
+        var events = new List<string>();
+        switch (scenario)
+        {
+            case "stream":
+                await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top" });
+                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                break;
+            case "stream-ignored":
+                await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top", ["on-error"] = "ignore" });
+                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                break;
+            case "stream-base-node":
+                await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top", ["base-node"] = "base" });
+                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                break;
+            case "stream-failed":
+                await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top" });
+                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                break;
+            case "stream-cancelled":
+                await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top", ["speed"] = 1 });
+                events.AddRange(await ReadJobEventsAsync(c, "s", "running"));
+                await c.ExecuteAsync("job-cancel", new JsonObject { ["id"] = "s" });
+                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                break;
+            case "stream-manual":
+                await c.ExecuteAsync("block-stream", new JsonObject
+                {
+                    ["job-id"] = "s", ["device"] = "top", ["base-node"] = "base", ["auto-finalize"] = false, ["auto-dismiss"] = false,
+                });
+                events.AddRange(await ReadJobEventsAsync(c, "s", "BLOCK_JOB_PENDING"));
+                events.Add(Query(await c.ExecuteAsync("query-block-jobs")));
+                await c.ExecuteAsync("job-finalize", new JsonObject { ["id"] = "s" });
+                events.AddRange(await ReadJobEventsAsync(c, "s", "concluded"));
+                await c.ExecuteAsync("job-dismiss", new JsonObject { ["id"] = "s" });
+                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                break;
+            case "commit":
+                await c.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "c", ["device"] = "top", ["top-node"] = "mid" });
+                events.AddRange(await ReadJobEventsAsync(c, "c", "null"));
+                break;
+            case "commit-failed":
+                await c.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "c", ["device"] = "top", ["top-node"] = "mid" });
+                events.AddRange(await ReadJobEventsAsync(c, "c", "null"));
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(scenario));
+        }
+
+        // Each node with the backing file name recorded in its header (what a stream/commit rewrites).
+        events.Add("nodes: " + string.Join(",", (await c.ExecuteAsync("query-named-block-nodes"))!.AsArray()
+            .Select(n => $"{n!["node-name"]}>{n!["image"]!["backing-filename"]?.GetValue<string>().Replace(peer.Directory + "/", "DIR/", StringComparison.Ordinal) ?? "-"}")
+            .Where(s => !s.StartsWith('#')).Order(StringComparer.Ordinal)));
+        return events;
+    }
+
+    // A query-block-jobs entry without the timing-dependent members.
+    private static string Query(JsonNode? jobs)
+    {
+        var list = jobs!.AsArray().Select(j =>
+        {
+            var o = j!.AsObject().DeepClone().AsObject();
+            o.Remove("busy");
+            return Canonical(o);
+        });
+        return "query: " + string.Join(";", list);
+    }
+
+    /// <summary>Reads events about <paramref name="job"/> up to one whose short name is <paramref name="last"/>.</summary>
+    private static async Task<List<string>> ReadJobEventsAsync(QmpClient client, string job, string last)
+    {
+        var seen = new List<string>();
+        using var cts = new CancellationTokenSource(Timeout);
+        try
+        {
+            while (true)
+            {
+                JsonObject e = await client.Events.ReadAsync(cts.Token);
+                JsonObject data = e["data"]?.AsObject() ?? [];
+                string? id = (data["id"] ?? data["device"])?.GetValue<string>();
+                if (id != job)
+                {
+                    continue;
+                }
+
+                string name = e["event"]!.GetValue<string>();
+                string shortName = name == "JOB_STATUS_CHANGE" ? data["status"]!.GetValue<string>() : name;
+                var copy = data.DeepClone().AsObject();
+                if (name is "BLOCK_JOB_CANCELLED" or "BLOCK_JOB_ERROR" || copy["error"] is not null)
+                {
+                    copy.Remove("offset"); // where a cancel or error lands depends on timing and request order
+                }
+
+                seen.Add(name == "JOB_STATUS_CHANGE" ? shortName : $"{name} {Canonical(copy)}");
+                if (shortName == last)
+                {
+                    return seen;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            throw new AssertFailedException($"job '{job}' never sent '{last}'; saw: {string.Join(", ", seen)}");
+        }
+    }
+
+    private static string Canonical(JsonObject o) =>
+        "{" + string.Join(",", o.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value?.ToJsonString()}")) + "}";
+
+    /// <summary>A QMP peer process (jobcored or QEMU) in its own temp directory with a connected, negotiated client.</summary>
+    private sealed class Peer : IAsyncDisposable
+    {
+        private readonly Process _process;
+        private readonly StringBuilder _output = new();
+
+        private Peer(string directory, Process process)
+        {
+            Directory = directory;
+            _process = process;
+        }
+
+        public string Directory { get; }
+
+        public QmpClient Client { get; private set; } = null!;
+
+        public static Task<Peer> StartQemuAsync()
+        {
+            const string qemu = "/usr/bin/qemu-system-x86_64";
+            Assert.IsTrue(File.Exists(qemu), "qemu-system-x86_64 is required (apt-get install qemu-system-x86)");
+            return StartAsync(qemu, sock => ["-machine", "none", "-nodefaults", "-display", "none", "-qmp", $"unix:{sock},server=on,wait=off"], transcript: false);
+        }
+
+        public static Task<Peer> StartJobcoredAsync(bool transcript = false)
+        {
+            string daemon = Path.Combine(AppContext.BaseDirectory, "jobcored.dll");
+            Assert.IsTrue(File.Exists(daemon), $"jobcored.dll not found next to the tests at {daemon}");
+            string plugin = typeof(JobCore.Block.BlockPlugin).Assembly.Location;
+            return StartAsync("dotnet", sock =>
+            {
+                string plugins = Path.Combine(Path.GetDirectoryName(sock)!, "plugins");
+                System.IO.Directory.CreateDirectory(plugins);
+                File.Copy(plugin, Path.Combine(plugins, Path.GetFileName(plugin)));
+                return [daemon, "--qmp", $"unix:{sock},server=on,wait=off", "--plugins", plugins];
+            }, transcript);
+        }
+
+        private static async Task<Peer> StartAsync(string program, Func<string, string[]> arguments, bool transcript)
+        {
+            string dir = Path.Combine(Path.GetTempPath(), "jobcore-qmpjob-" + Guid.NewGuid().ToString("N"));
+            System.IO.Directory.CreateDirectory(dir);
+            string sock = Path.Combine(dir, "qmp.sock");
+            var psi = new ProcessStartInfo(program)
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                RedirectStandardInput = true,
+                UseShellExecute = false,
+                WorkingDirectory = dir,
+            };
+            foreach (string a in arguments(sock))
+            {
+                psi.ArgumentList.Add(a);
+            }
+
+            var process = new Process { StartInfo = psi };
+            var peer = new Peer(dir, process);
+            process.OutputDataReceived += (_, e) => peer.Append(e.Data);
+            process.ErrorDataReceived += (_, e) => peer.Append(e.Data);
+            process.Start();
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            try
+            {
+                peer.Client = await QmpClient.ConnectAsync("unix:" + sock, TimeSpan.FromSeconds(30), transcript);
+                await peer.Client.NegotiateAsync();
+                return peer;
+            }
+            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or TimeoutException)
+            {
+                string output = peer.Output;
+                await peer.DisposeAsync();
+                throw new AssertFailedException($"cannot connect to {program}: {e.Message}\n{output}", e);
+            }
+        }
+
+        private string Output
+        {
+            get
+            {
+                lock (_output)
+                {
+                    return _output.ToString();
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Client is not null)
+            {
+                try
+                {
+                    await Client.ExecuteAsync("quit");
+                }
+                catch (Exception e) when (e is IOException or QmpException or ObjectDisposedException)
+                {
+                    // Already gone.
+                }
+
+                await Client.DisposeAsync();
+            }
+
+            using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
+            {
+                try
+                {
+                    await _process.WaitForExitAsync(cts.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    _process.Kill(entireProcessTree: true);
+                }
+            }
+
+            _process.Dispose();
+            try
+            {
+                System.IO.Directory.Delete(Directory, recursive: true);
+            }
+            catch (IOException)
+            {
+                // Best effort.
+            }
+        }
+
+        private void Append(string? line)
+        {
+            if (line is not null)
+            {
+                lock (_output)
+                {
+                    _output.AppendLine(line);
+                }
+            }
+        }
+    }
+}
