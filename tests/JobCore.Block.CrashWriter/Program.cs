@@ -12,7 +12,7 @@ int seed = int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture)
 var rng = new Random(seed);
 var output = Console.Out;
 await using var file = await FileNode.OpenAsync("file", image, readOnly: false);
-await using var node = await Qcow2Node.OpenAsync("qcow2", file, readOnly: false);
+await using var node = await Qcow2Node.OpenAsync("qcow2", new SlowFile(file), readOnly: false);
 int cluster = node.ClusterSize;
 byte[] buffer = new byte[256 * 1024];
 for (long group = 0; ; group++)
@@ -21,7 +21,7 @@ for (long group = 0; ; group++)
     var ops = new List<string>();
     for (int i = 0; i < n; i++)
     {
-        int len = rng.Next(1, buffer.Length);
+        int len = rng.Next(1, rng.Next(5) == 0 ? buffer.Length : 16384);
         long off = rng.NextInt64(node.Size - len);
         int kind = rng.Next(10);
         if (kind == 0)

@@ -27,13 +27,21 @@ public sealed class Qcow2CrashSafetyTests
         bool[] known = new bool[ImageSize];
         Array.Fill(known, true);
         var rng = new Random(20261123);
+        // Fill the image close to what one refcount table cluster covers (8 MiB of 512-byte clusters), so the
+        // children have to grow the refcount table while they are being killed.
+        await using (var opened = await OpenedQcow2.OpenAsync(image, readOnly: false))
+        {
+            rng.NextBytes(expected.AsSpan(0, 7 << 20));
+            await opened.Node.WriteAsync(0, expected.AsMemory(0, 7 << 20));
+        }
+
         string writer = Path.Combine(AppContext.BaseDirectory, "JobCore.Block.CrashWriter.dll");
         Assert.IsTrue(File.Exists(writer), $"{writer} is missing (the test project references the CrashWriter project)");
         int acknowledged = 0;
         int leakyRuns = 0;
         for (int kill = 0; kill < Kills; kill++)
         {
-            string output = await RunAndKillAsync(writer, image, seed: kill + 1, killAfterMs: rng.Next(0, 250));
+            string output = await RunAndKillAsync(writer, image, seed: kill + 1, killAfterMs: rng.Next(0, 400));
             acknowledged += ApplyAcknowledged(output, expected, known);
 
             ToolResult check = await QemuImg.ImgAsync("check", image);
@@ -90,7 +98,7 @@ public sealed class Qcow2CrashSafetyTests
             firstGroup.TrySetResult();
         });
         Task<string> stderr = process.StandardError.ReadToEndAsync();
-        // The image is open once the first group is announced; kill somewhere in the next 0-250 ms.
+        // The image is open once the first group is announced; kill somewhere in the next 0-400 ms.
         await firstGroup.Task.WaitAsync(TimeSpan.FromSeconds(30));
         await Task.Delay(killAfterMs);
         Assert.IsFalse(process.HasExited, $"the writer exited by itself: {await stderr}");
