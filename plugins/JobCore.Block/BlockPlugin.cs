@@ -23,6 +23,7 @@ namespace JobCore.Block
             builder.AddJobType<CommitJob, CommitJobOptions>("commit");
             builder.AddMirrorJobs();
             builder.AddQmpCommands<BlockCommands>();
+            builder.AddQmpCommands<MirrorCommands>();
         }
     }
 }
