@@ -80,13 +80,23 @@ internal static class ImageCreate
             return string.Create(CultureInfo.InvariantCulture, $"Formatting '{file}', fmt=raw size={bytes}");
         }
 
-        await Qcow2Node.CreateAsync(file, new Qcow2CreateOptions
+        var existed = File.Exists(file);
+        try
         {
-            Size = bytes,
-            ClusterSize = clusterSize,
-            BackingFile = request.BackingFile,
-            BackingFormat = request.BackingFormat,
-        }, cancellationToken).ConfigureAwait(false);
+            await Qcow2Node.CreateAsync(file, new Qcow2CreateOptions
+            {
+                Size = bytes,
+                ClusterSize = clusterSize,
+                BackingFile = request.BackingFile,
+                BackingFormat = request.BackingFormat,
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        catch when (!existed)
+        {
+            // Do not leave a half-made image behind under a name the user will take for the result.
+            File.Delete(file);
+            throw;
+        }
         var backingPart = request.BackingFile is null ? "" : $" backing_file={request.BackingFile} backing_fmt={request.BackingFormat}";
         return string.Create(CultureInfo.InvariantCulture,
             $"Formatting '{file}', fmt=qcow2 cluster_size={clusterSize} extended_l2=off compression_type=zlib size={bytes}{backingPart} lazy_refcounts=off refcount_bits=16");
