@@ -57,13 +57,24 @@ public sealed partial class BlockGraph
 
                 break;
             case BackingMode.Given:
-                image.SetBackingNode(await OpenGivenBackingAsync(options.Backing!, context, cancellationToken).ConfigureAwait(false));
+                BlockNode backing = await OpenGivenBackingAsync(options.Backing!, context, cancellationToken).ConfigureAwait(false);
+                ThrowIfCycle(image, backing);
+                image.SetBackingNode(backing);
                 break;
             default:
                 break;
         }
 
         return image;
+    }
+
+    /// <summary>QEMU's refusal of a backing edge that would close a loop (also via the overlay's own file child).</summary>
+    private static void ThrowIfCycle(Qcow2Node image, BlockNode backing)
+    {
+        if (Reachable(backing).Contains(image) || (image.File is { } file && Reachable(file).Contains(backing)))
+        {
+            throw new BlockGraphException($"Making '{backing.NodeName}' a backing child of '{image.NodeName}' would create a cycle");
+        }
     }
 
     private async ValueTask<BlockNode> OpenGivenBackingAsync(BlockdevRef backing, OpenContext context, CancellationToken cancellationToken)

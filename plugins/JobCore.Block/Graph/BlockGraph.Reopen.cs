@@ -66,6 +66,15 @@ public sealed partial class BlockGraph
                 {
                     SwapLocked(old, replacement);
                 }
+
+                // The new formats copied their backing pointers before the swaps; follow them too.
+                foreach ((_, BlockNode replacement) in swaps)
+                {
+                    if (replacement is Qcow2Node image && swaps.FirstOrDefault(s => ReferenceEquals(s.Old, image.Backing)).New is { } moved)
+                    {
+                        image.SetBackingNode(moved);
+                    }
+                }
             }
 
             // Parents first: a format writes nothing back when read-only, and the old file handles go last.

@@ -188,7 +188,8 @@ public sealed partial class BlockGraph
     /// <param name="backingFormat">The format to record, or <see langword="null"/> for the backing node's driver
     /// (pass <c>raw</c> for stream's <c>backing-mask-protocol</c> when the backing node is a protocol node).</param>
     /// <param name="cancellationToken">Cancels before the header is written.</param>
-    /// <exception cref="BlockGraphException">The overlay has no backing support, or the change would make a loop.</exception>
+    /// <exception cref="BlockGraphException">The overlay has no backing support, or the change would make a loop
+    /// (<c>Making 'x' a backing child of 'y' would create a cycle</c>).</exception>
     /// <exception cref="BlockIOException">The header could not be written (the graph is then unchanged).</exception>
     public async ValueTask ChangeBackingAsync(
         BlockNode overlay, BlockNode? backing, string? backingFile = null, bool writeHeader = true, string? backingFormat = null,
@@ -197,9 +198,9 @@ public sealed partial class BlockGraph
         ArgumentNullException.ThrowIfNull(overlay);
         var image = BackingChain.SkipFilters(overlay) as Qcow2Node
             ?? throw new BlockGraphException($"Node '{overlay.NodeName}' does not support backing files");
-        if (backing is not null && BackingChain.Layers(backing).Any(l => ReferenceEquals(l, image)))
+        if (backing is not null)
         {
-            throw new BlockGraphException($"Making '{backing.NodeName}' the backing node of '{image.NodeName}' would create a loop");
+            ThrowIfCycle(image, backing);
         }
 
         await _mutation.WaitAsync(cancellationToken).ConfigureAwait(false);

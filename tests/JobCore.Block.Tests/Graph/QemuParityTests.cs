@@ -34,6 +34,8 @@ public sealed class QemuParityTests
             Add($$$"""{"driver":"file","node-name":"f","filename":{{{F("a.raw")}}},"bogus":true}"""),
             Add($$$"""{"driver":"qcow2","node-name":"top","file":{{{File("top.qcow2")}}},"backing":5}"""),
             Add($$$"""{"driver":"qcow2","node-name":"top","file":{{{File("top.qcow2")}}},"backing":"nonode"}"""),
+            Add($$$"""{"driver":"qcow2","node-name":"top","file":{{{File("top.qcow2")}}},"backing":"top"}"""),
+            Add($$$"""{"driver":"qcow2","node-name":"top","file":{{{File("top.qcow2")}}},"backing":{"driver":"qcow2","node-name":"top","file":{{{File("base.qcow2")}}}}}"""),
             Add($$$"""{"driver":"qcow2","node-name":"top","file":{{{File("top.qcow2")}}}}"""),
             Add($$$"""{"driver":"qcow2","node-name":"dangling","file":{{{File("dangling.qcow2")}}}}"""),
             Add($$$"""{"driver":"qcow2","node-name":"notq","file":{{{File("a.raw")}}}}"""),
