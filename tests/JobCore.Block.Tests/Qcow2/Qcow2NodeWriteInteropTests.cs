@@ -32,15 +32,16 @@ public sealed class Qcow2NodeWriteInteropTests
     }
 
     [TestMethod]
-    [DataRow(512, 1)]
-    [DataRow(512, 2)]
-    [DataRow(4096, 3)]
-    [DataRow(65536, 4)]
-    public async Task Random_writes_with_growth_pass_qemu_check_and_compare(int clusterSize, int seed)
+    [DataRow(512, 1, 6L << 20)]
+    [DataRow(512, 2, 6L << 20)]
+    [DataRow(4096, 3, 24L << 20)]
+    [DataRow(65536, 4, 24L << 20)]
+    [DataRow(65536, 5, 5000704L)]
+    [DataRow(2097152, 6, 24L << 20)]
+    public async Task Random_writes_with_growth_pass_qemu_check_and_compare(int clusterSize, int seed, long size)
     {
         using var scratch = new ScratchFolder();
         string image = scratch.File("w.qcow2");
-        long size = clusterSize == 512 ? 6L << 20 : 24L << 20;
         await Qcow2Node.CreateAsync(image, new Qcow2CreateOptions { Size = size, ClusterSize = clusterSize });
         byte[] expected = new byte[4 * size];
         var rng = new Random(seed);
