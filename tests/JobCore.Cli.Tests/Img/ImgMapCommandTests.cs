@@ -50,6 +50,26 @@ public sealed class ImgMapCommandTests
     }
 
     [TestMethod]
+    public async Task Json_map_of_compressed_and_raw_backed_images_matches_qemu_img()
+    {
+        using var dir = new TempDirectory();
+        await QemuImages.MakeChainAsync(dir);
+        await Tool.QemuImgOkAsync(dir.Path, "convert", "-c", "-O", "qcow2", "top.qcow2", "comp.qcow2");
+        await QemuImages.MakeRawAsync(dir, "rb.raw", "4M");
+        // The overlay is larger than its raw backing file: past 4M nothing lies below.
+        await Tool.QemuImgOkAsync(dir.Path, "create", "-q", "-f", "qcow2", "-b", "rb.raw", "-F", "raw", "ovr.qcow2", "6M");
+        await Tool.QemuIoOkAsync(dir.Path, "ovr.qcow2", "qcow2", "write -P 8 3M 64k", "write -z 5M 64k");
+
+        foreach (var image in new[] { "comp.qcow2", "ovr.qcow2" })
+        {
+            var expected = await Tool.QemuImgOkAsync(dir.Path, "map", "--output", "json", image);
+            var actual = await Tool.JobctlAsync(dir.Path, "img", "map", "--output", "json", image);
+            Assert.AreEqual(0, actual.ExitCode, actual.ToString());
+            CollectionAssert.AreEqual(Logical(expected), Logical(actual.StdOut), $"{image}\nqemu-img:\n{expected}\njobctl:\n{actual.StdOut}");
+        }
+    }
+
+    [TestMethod]
     public async Task Json_map_of_a_raw_file_equals_qemu_img_byte_for_byte()
     {
         using var dir = new TempDirectory();
