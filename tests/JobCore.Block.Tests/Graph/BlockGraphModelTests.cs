@@ -111,22 +111,7 @@ public sealed class BlockGraphModelTests
             await dir.Graph.RemoveFilterAsync(filter);
         }
 
-        for (int round = 0; round < 20 && dir.Graph.Nodes.Count > 0; round++)
-        {
-            foreach (BlockNode node in dir.Graph.Nodes.Where(dir.Graph.IsMonitorOwned).ToList())
-            {
-                try
-                {
-                    await dir.Graph.RemoveAsync(node.NodeName);
-                }
-                catch (BlockGraphException)
-                {
-                    // Still someone's child; a later round removes it.
-                }
-            }
-        }
-
-        Assert.AreEqual(0, dir.Graph.Nodes.Count, string.Join(", ", dir.Graph.Nodes));
+        await RemoveEverythingAsync(dir.Graph);
     }
 
     [TestMethod]
@@ -217,22 +202,28 @@ public sealed class BlockGraphModelTests
             await lease.DisposeAsync();
         }
 
-        for (int round = 0; round < 20 && dir.Graph.Nodes.Count > 0; round++)
+        await RemoveEverythingAsync(dir.Graph);
+    }
+
+    // Deletes monitor-owned nodes until none is left; a node still used as a child goes in a later round.
+    private static async Task RemoveEverythingAsync(BlockGraph graph)
+    {
+        for (int round = 0; round < 20 && graph.Nodes.Count > 0; round++)
         {
-            foreach (BlockNode node in dir.Graph.Nodes.Where(dir.Graph.IsMonitorOwned).ToList())
+            foreach (BlockNode node in graph.Nodes.Where(graph.IsMonitorOwned).ToList())
             {
                 try
                 {
-                    await dir.Graph.RemoveAsync(node.NodeName);
+                    await graph.RemoveAsync(node.NodeName);
                 }
                 catch (BlockGraphException)
                 {
-                    // Still someone's backing node; a later round removes it.
+                    // Still someone's child.
                 }
             }
         }
 
-        Assert.AreEqual(0, dir.Graph.Nodes.Count, string.Join(", ", dir.Graph.Nodes));
+        Assert.AreEqual(0, graph.Nodes.Count, string.Join(", ", graph.Nodes));
     }
 
     private static async Task CheckConsistentAsync(BlockGraph graph, string where)
