@@ -60,16 +60,23 @@ coproc QMP { socat - "UNIX-CONNECT:$SOCK"; }
 : > events.log
 read -r _greeting <&"${QMP[0]}"
 
-# qmp JSON: sends one command, logs events that arrive before the reply, prints the reply; fails on an error reply.
-qmp() {
+# qmp_try JSON: sends one command, logs events that arrive before the reply, prints the reply; returns 1 on an error
+# reply. qmp JSON: the same, but an error reply ends the benchmark.
+qmp_try() {
   echo "$1" >&"${QMP[1]}"
   local line
   while read -r line <&"${QMP[0]}"; do
     if jq -e 'has("event")' <<<"$line" >/dev/null; then echo "$line" >> events.log; continue; fi
-    if jq -e 'has("error")' <<<"$line" >/dev/null; then echo "block-jobs.sh: $1 -> $line" >&2; exit 1; fi
-    echo "$line"; return 0
+    echo "$line"
+    if jq -e 'has("error")' <<<"$line" >/dev/null; then return 1; fi
+    return 0
   done
   echo "block-jobs.sh: QMP connection closed" >&2; cat daemon.log >&2; exit 1
+}
+qmp() {
+  local reply
+  reply=$(qmp_try "$1") || { echo "block-jobs.sh: $1 -> $reply" >&2; exit 1; }
+  echo "$reply"
 }
 # wait_event NAME JOB: returns once event NAME about JOB was seen (already logged, or read now).
 wait_event() {
@@ -95,12 +102,18 @@ qmp '{"execute":"qmp_capabilities"}' >/dev/null
 
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc -l; }
-# time_cp: cp of the data (seconds printed as "cp cp+sync")
+# time_cp: the faster of two runs of cp of the data, printed as "cp cp+sync" seconds (the faster cp makes the
+# stricter baseline; the host's disk throughput varies from run to run).
 time_cp() {
-  rm -f copy.raw; sync
-  local t0; t0=$(now); cp data.raw copy.raw; local t1; t1=$(since "$t0")
-  sync copy.raw; local t2; t2=$(since "$t0")
-  rm -f copy.raw; echo "$t1 $t2"
+  local best1= best2= i
+  for i in 1 2; do
+    rm -f copy.raw; sync
+    local t0; t0=$(now); cp data.raw copy.raw; local t1; t1=$(since "$t0")
+    sync copy.raw; local t2; t2=$(since "$t0")
+    if [ -z "$best1" ] || [ "$(echo "$t1 < $best1" | bc -l)" = 1 ]; then best1=$t1; fi
+    if [ -z "$best2" ] || [ "$(echo "$t2 < $best2" | bc -l)" = 1 ]; then best2=$t2; fi
+  done
+  rm -f copy.raw; echo "$best1 $best2"
 }
 check_equal() { # FILE: the guest view of FILE must equal the data
   qemu-img compare -q -f raw data.raw "$1" || { echo "block-jobs.sh: $1 differs from the data" >&2; exit 1; }
@@ -135,22 +148,30 @@ empty a-base.qcow2 "$BYTES"; cp data.qcow2 a-top.qcow2; qemu-img rebase -u -f qc
 add_qcow2 abase a-base.qcow2 null; add_qcow2 atop a-top.qcow2 abase
 read -r cp1 cp2 <<<"$(time_cp)"; sync
 t0=$(now)
-if qmp '{"execute":"block-commit","arguments":{"job-id":"a","device":"atop"}}' >/dev/null; then
+if reply=$(qmp_try '{"execute":"block-commit","arguments":{"job-id":"a","device":"atop"}}'); then
   wait_event BLOCK_JOB_READY a; t=$(since "$t0")
   report "active commit" "$t" "$cp1" "$cp2"
   qmp '{"execute":"block-job-cancel","arguments":{"device":"a"}}' >/dev/null; wait_event BLOCK_JOB_COMPLETED a
-  del atop abase; check_equal a-base.qcow2
+  check_ro=1
+else
+  echo "  active commit    not available: $reply"; RESULTS+=("  active commit    not available: $reply"); check_ro=0
 fi
+del atop abase; [ "$check_ro" = 1 ] && check_equal a-base.qcow2
 rm -f a-*.qcow2
 
 cp data.qcow2 m-src.qcow2; empty m-tgt.qcow2 "$BYTES"; sync
 add_qcow2 msrc m-src.qcow2 null; add_qcow2 mtgt m-tgt.qcow2 null
 read -r cp1 cp2 <<<"$(time_cp)"; sync
-t0=$(now); qmp '{"execute":"blockdev-mirror","arguments":{"job-id":"m","device":"msrc","target":"mtgt","sync":"full"}}' >/dev/null
-wait_event BLOCK_JOB_READY m; t=$(since "$t0")
-report mirror "$t" "$cp1" "$cp2"
-qmp '{"execute":"block-job-cancel","arguments":{"device":"m"}}' >/dev/null; wait_event BLOCK_JOB_COMPLETED m
-del msrc mtgt; check_equal m-tgt.qcow2; rm -f m-*.qcow2
+t0=$(now)
+if reply=$(qmp_try '{"execute":"blockdev-mirror","arguments":{"job-id":"m","device":"msrc","target":"mtgt","sync":"full"}}'); then
+  wait_event BLOCK_JOB_READY m; t=$(since "$t0")
+  report mirror "$t" "$cp1" "$cp2"
+  qmp '{"execute":"block-job-cancel","arguments":{"device":"m"}}' >/dev/null; wait_event BLOCK_JOB_COMPLETED m
+  del msrc mtgt; check_equal m-tgt.qcow2
+else
+  echo "  mirror           not available: $reply"; RESULTS+=("  mirror           not available: $reply"); del msrc mtgt
+fi
+rm -f m-*.qcow2
 
 # ---------------------------------------------------------------- sparse stream: cost follows allocated data
 SPARSE_BYTES=$(numfmt --from=iec "${SPARSE%B}")

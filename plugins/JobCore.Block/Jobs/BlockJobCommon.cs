@@ -134,3 +134,107 @@ public static class BlockJobCommon
         }
     }
 }
+
+/// <summary>
+/// The graph changes a block job makes before it is created (QEMU's <c>*_start</c> functions): the lease holding its
+/// nodes and the filter it inserted, plus whatever <see cref="RestoreAsync"/> puts back (read-only reopens).
+/// <see cref="RollBackAsync"/> undoes all of it once, whether the job never got created or has ended.
+/// </summary>
+internal abstract class BlockJobPlan
+{
+    private int _filterDropped;
+    private int _rolledBack;
+
+    protected BlockJobPlan(BlockGraph graph, BlockJobLease lease, FilterNode filter)
+    {
+        Graph = graph;
+        Lease = lease;
+        FilterNode = filter;
+    }
+
+    /// <summary>The graph.</summary>
+    public BlockGraph Graph { get; }
+
+    /// <summary>The nodes the job holds.</summary>
+    public BlockJobLease Lease { get; }
+
+    /// <summary>The filter the job inserted.</summary>
+    public FilterNode FilterNode { get; }
+
+    /// <summary>Creates and starts the job (its <c>created</c> and <c>running</c> events are emitted before this returns);
+    /// when the engine refuses it (bad id, negative speed) the plan is rolled back and the refusal rethrown.</summary>
+    public async Task<Job> StartJobAsync(JobEngine engine, JobOptions options)
+    {
+        try
+        {
+            Job job = engine.Create(options);
+            job.Start();
+            return job;
+        }
+        catch
+        {
+            await RollBackAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Removes the filter (once): its parents get its child back if they still use it.</summary>
+    public async ValueTask DropFilterAsync()
+    {
+        if (Interlocked.Exchange(ref _filterDropped, 1) == 0)
+        {
+            await Graph.RemoveFilterAsync(FilterNode, CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Drops the filter, restores what the plan changed, and releases the nodes (once).</summary>
+    public async ValueTask RollBackAsync()
+    {
+        if (Interlocked.Exchange(ref _rolledBack, 1) != 0)
+        {
+            return;
+        }
+
+        await DropFilterAsync().ConfigureAwait(false);
+        await RestoreAsync().ConfigureAwait(false);
+        await Lease.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Puts back node modes the plan changed (errors ignored, as QEMU's clean-up reopens).</summary>
+    protected abstract ValueTask RestoreAsync();
+}
+
+/// <summary>
+/// A block job driver working on a <see cref="BlockJobPlan"/>: abort drops the filter (the chain is left as it was),
+/// clean rolls the plan back, also for a job cancelled before it ran.
+/// </summary>
+/// <typeparam name="TOptions">The options record.</typeparam>
+/// <typeparam name="TPlan">The plan type.</typeparam>
+internal abstract class PlannedBlockJob<TOptions, TPlan> : JobDriver<TOptions>
+    where TOptions : JobOptions
+    where TPlan : BlockJobPlan
+{
+    /// <summary>The plan the job runs on, once <c>RunAsync</c> has it.</summary>
+    protected TPlan? Plan { get; set; }
+
+    /// <summary>The plan handed over in the options by the starter, if any.</summary>
+    protected abstract TPlan? PlanFromOptions { get; }
+
+    /// <inheritdoc />
+    protected override async ValueTask AbortAsync(JobContext context, CancellationToken cancellationToken)
+    {
+        if (Plan is not null)
+        {
+            await Plan.DropFilterAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override async ValueTask CleanAsync(JobContext context, CancellationToken cancellationToken)
+    {
+        if ((Plan ?? PlanFromOptions) is { } plan)
+        {
+            await plan.RollBackAsync().ConfigureAwait(false);
+        }
+    }
+}

@@ -36,10 +36,9 @@ public sealed record CommitJobOptions : BlockJobOptions
 /// top and the layers between drop out of the chain; on failure or cancel the chain is unchanged (the base may
 /// already hold some of the data, which the layers above still shadow).
 /// </summary>
-public sealed class CommitJob : JobDriver<CommitJobOptions>
+internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
 {
     private readonly BlockGraph _graph;
-    private CommitPlan? _plan;
 
     /// <summary>Creates the driver (the engine does, per job).</summary>
     /// <param name="graph">The host's block graph.</param>
@@ -72,25 +71,19 @@ public sealed class CommitJob : JobDriver<CommitJobOptions>
         }
 
         CommitPlan plan = await CommitPlan.PrepareAsync(graph, target, options, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            Job job = engine.Create(options with { Id = options.Id ?? string.Empty, Plan = plan });
-            job.Start();
-            return job;
-        }
-        catch
-        {
-            await plan.RollBackAsync().ConfigureAwait(false);
-            throw;
-        }
+        return await plan.StartJobAsync(engine, options with { Id = options.Id ?? string.Empty, Plan = plan }).ConfigureAwait(false);
     }
+
+    /// <inheritdoc />
+    protected override CommitPlan? PlanFromOptions => Options.Plan;
 
     /// <inheritdoc />
     protected override async Task RunAsync(JobContext context, CancellationToken cancellationToken)
     {
+        CommitPlan plan;
         if (Options.Plan is { } given)
         {
-            _plan = given;
+            plan = given;
         }
         else
         {
@@ -100,15 +93,16 @@ public sealed class CommitJob : JobDriver<CommitJobOptions>
                 throw new JobFailedException("Active commit is run by the mirror engine, not by the intermediate commit job");
             }
 
-            _plan = await CommitPlan.PrepareAsync(_graph, target, Options, cancellationToken).ConfigureAwait(false);
+            plan = await CommitPlan.PrepareAsync(_graph, target, Options, cancellationToken).ConfigureAwait(false);
         }
 
-        BlockNode top = _plan.Top;
+        Plan = plan;
+        BlockNode top = plan.Top;
         long length = top.Size;
         context.ProgressSetRemaining(length);
         try
         {
-            BlockNode @base = _plan.Base;
+            BlockNode @base = plan.Base;
             if (@base.Size < length)
             {
                 await GrowAsync(@base, length, cancellationToken).ConfigureAwait(false);
@@ -136,8 +130,8 @@ public sealed class CommitJob : JobDriver<CommitJobOptions>
                 IoOperation side = IoOperation.Read;
                 try
                 {
-                    top = _plan.Top;
-                    BlockNode @base = _plan.Base;
+                    top = plan.Top;
+                    BlockNode @base = plan.Base;
                     AllocationExtent extent = await BackingChain.IsAllocatedAboveAsync(top, @base, offset, BlockJobCommon.ChunkSize, cancellationToken)
                         .ConfigureAwait(false);
                     n = extent.Length;
@@ -185,27 +179,8 @@ public sealed class CommitJob : JobDriver<CommitJobOptions>
     /// <inheritdoc />
     protected override async ValueTask PrepareAsync(JobContext context, CancellationToken cancellationToken)
     {
-        CommitPlan plan = _plan ?? throw new InvalidOperationException("The commit job has not run");
+        CommitPlan plan = Plan ?? throw new InvalidOperationException("The commit job has not run");
         await plan.DropIntermediateAsync(Options.BackingFile ?? Options.Base, Options.BackingMaskProtocol, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <inheritdoc />
-    protected override async ValueTask AbortAsync(JobContext context, CancellationToken cancellationToken)
-    {
-        if (_plan is not null)
-        {
-            await _plan.DropFilterAsync().ConfigureAwait(false);
-        }
-    }
-
-    /// <inheritdoc />
-    protected override async ValueTask CleanAsync(JobContext context, CancellationToken cancellationToken)
-    {
-        CommitPlan? plan = _plan ?? Options.Plan;
-        if (plan is not null)
-        {
-            await plan.RollBackAsync().ConfigureAwait(false);
-        }
     }
 
     // QEMU grows the base to the top's length before copying (never shrinks it).
@@ -245,28 +220,21 @@ internal sealed record CommitTarget(BlockNode Device, BlockNode Top, BlockNode B
 /// <summary>
 /// An intermediate commit prepared in the graph (QEMU's <c>commit_start</c>): the base reopened read-write if it was
 /// read-only, the <c>commit_top</c> filter above the top, and the lease holding the active layer, the top, the base
-/// (<c>Node x is in use</c>) and the layers between top and base (op-blocked). Undone by <see cref="RollBackAsync"/>.
+/// (<c>Node x is in use</c>) and the layers between top and base (op-blocked). Undone by <see cref="BlockJobPlan.RollBackAsync"/>.
 /// </summary>
-internal sealed class CommitPlan
+internal sealed class CommitPlan : BlockJobPlan
 {
-    private readonly BlockGraph _graph;
     private readonly string _topName;
     private readonly string _baseName;
-    private int _filterDropped;
-    private int _rolledBack;
 
     private CommitPlan(BlockGraph graph, BlockJobLease lease, CommitTopNode filter, string topName, string baseName, bool baseWasReadOnly)
+        : base(graph, lease, filter)
     {
-        _graph = graph;
-        Lease = lease;
         Filter = filter;
         _topName = topName;
         _baseName = baseName;
         BaseWasReadOnly = baseWasReadOnly;
     }
-
-    /// <summary>The nodes the job holds.</summary>
-    public BlockJobLease Lease { get; }
 
     /// <summary>The <c>commit_top</c> filter above the top.</summary>
     public CommitTopNode Filter { get; }
@@ -275,10 +243,10 @@ internal sealed class CommitPlan
     public bool BaseWasReadOnly { get; }
 
     /// <summary>The top as it is now (looked up by name: reopening replaces node objects).</summary>
-    public BlockNode Top => _graph.GetNode(_topName);
+    public BlockNode Top => Graph.GetNode(_topName);
 
     /// <summary>The base as it is now.</summary>
-    public BlockNode Base => _graph.GetNode(_baseName);
+    public BlockNode Base => Graph.GetNode(_baseName);
 
     /// <summary>
     /// <c>qmp_block_commit</c>'s checks in QEMU's order: the device must exist (class <c>DeviceNotFound</c>) and be a
@@ -426,53 +394,36 @@ internal sealed class CommitPlan
     /// </summary>
     public async ValueTask DropIntermediateAsync(string? backingFile, bool maskProtocol, CancellationToken cancellationToken)
     {
-        BlockNode overlay = _graph.GetParents(Filter).FirstOrDefault(p => ReferenceEquals(p.Backing, Filter))
+        BlockNode overlay = Graph.GetParents(Filter).FirstOrDefault(p => ReferenceEquals(p.Backing, Filter))
             ?? throw new BlockGraphException($"Could not find overlay image for {_topName}");
         BlockNode @base = Base;
         string? format = maskProtocol && BackingChain.SkipFilters(@base) is FileNode ? "raw" : null;
         bool reopen = overlay.ReadOnly;
         if (reopen)
         {
-            overlay = await _graph.ReopenAsync(overlay, readOnly: false, cancellationToken).ConfigureAwait(false);
+            overlay = await Graph.ReopenAsync(overlay, readOnly: false, cancellationToken).ConfigureAwait(false);
         }
 
         try
         {
-            await _graph.ChangeBackingAsync(overlay, @base, backingFile, writeHeader: true, format, cancellationToken).ConfigureAwait(false);
+            await Graph.ChangeBackingAsync(overlay, @base, backingFile, writeHeader: true, format, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             if (reopen)
             {
-                await BlockJobCommon.ReopenQuietlyAsync(_graph, _graph.GetNode(overlay.NodeName), readOnly: true).ConfigureAwait(false);
+                await BlockJobCommon.ReopenQuietlyAsync(Graph, Graph.GetNode(overlay.NodeName), readOnly: true).ConfigureAwait(false);
             }
         }
     }
 
-    /// <summary>Removes the <c>commit_top</c> filter (once); its parents get the top back if they still use the filter.</summary>
-    public async ValueTask DropFilterAsync()
+    /// <inheritdoc />
+    protected override async ValueTask RestoreAsync()
     {
-        if (Interlocked.Exchange(ref _filterDropped, 1) == 0)
+        if (BaseWasReadOnly && Graph.Find(_baseName) is { } @base)
         {
-            await _graph.RemoveFilterAsync(Filter, CancellationToken.None).ConfigureAwait(false);
+            await BlockJobCommon.ReopenQuietlyAsync(Graph, @base, readOnly: true).ConfigureAwait(false);
         }
-    }
-
-    /// <summary>Drops the filter, reopens the base read-only if it was, and releases the nodes (once).</summary>
-    public async ValueTask RollBackAsync()
-    {
-        if (Interlocked.Exchange(ref _rolledBack, 1) != 0)
-        {
-            return;
-        }
-
-        await DropFilterAsync().ConfigureAwait(false);
-        if (BaseWasReadOnly && _graph.Find(_baseName) is { } @base)
-        {
-            await BlockJobCommon.ReopenQuietlyAsync(_graph, @base, readOnly: true).ConfigureAwait(false);
-        }
-
-        await Lease.DisposeAsync().ConfigureAwait(false);
     }
 
     // QEMU's bdrv_find_overlay: the node directly above 'node' in the chain of 'active'.

@@ -31,10 +31,9 @@ public sealed record StreamJobOptions : BlockJobOptions
 /// are allocated above the base. On success the top's backing becomes the base (graph and image header) or none;
 /// on failure or cancel the chain is unchanged (data already copied stays, which is harmless).
 /// </summary>
-public sealed class StreamJob : JobDriver<StreamJobOptions>
+internal sealed class StreamJob : PlannedBlockJob<StreamJobOptions, StreamPlan>
 {
     private readonly BlockGraph _graph;
-    private StreamPlan? _plan;
 
     /// <summary>Creates the driver (the engine does, per job).</summary>
     /// <param name="graph">The host's block graph.</param>
@@ -63,26 +62,19 @@ public sealed class StreamJob : JobDriver<StreamJobOptions>
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(options);
         StreamPlan plan = await StreamPlan.CreateAsync(graph, options, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            Job job = engine.Create(options with { Id = options.Id ?? string.Empty, Plan = plan });
-            job.Start();
-            return job;
-        }
-        catch
-        {
-            await plan.RollBackAsync().ConfigureAwait(false);
-            throw;
-        }
+        return await plan.StartJobAsync(engine, options with { Id = options.Id ?? string.Empty, Plan = plan }).ConfigureAwait(false);
     }
+
+    /// <inheritdoc />
+    protected override StreamPlan? PlanFromOptions => Options.Plan;
 
     /// <inheritdoc />
     protected override async Task RunAsync(JobContext context, CancellationToken cancellationToken)
     {
-        _plan = Options.Plan ?? await StreamPlan.CreateAsync(_graph, Options, cancellationToken).ConfigureAwait(false);
-        CopyOnReadNode filter = _plan.Filter;
+        StreamPlan plan = Plan = Options.Plan ?? await StreamPlan.CreateAsync(_graph, Options, cancellationToken).ConfigureAwait(false);
+        CopyOnReadNode filter = plan.Filter;
         BlockNode top = BackingChain.SkipFilters(filter.Child);
-        if (_plan.NothingToDo)
+        if (plan.NothingToDo)
         {
             return;
         }
@@ -105,7 +97,7 @@ public sealed class StreamJob : JobDriver<StreamJobOptions>
             try
             {
                 top = BackingChain.SkipFilters(filter.Child);
-                (n, copy) = await NextExtentAsync(top, _plan.CopyBase, offset, length, cancellationToken).ConfigureAwait(false);
+                (n, copy) = await NextExtentAsync(top, plan.CopyBase, offset, length, cancellationToken).ConfigureAwait(false);
                 if (copy)
                 {
                     await filter.PrefetchAsync(offset, n, cancellationToken).ConfigureAwait(false);
@@ -150,7 +142,7 @@ public sealed class StreamJob : JobDriver<StreamJobOptions>
     /// <inheritdoc />
     protected override async ValueTask PrepareAsync(JobContext context, CancellationToken cancellationToken)
     {
-        StreamPlan plan = _plan ?? throw new InvalidOperationException("The stream job has not run");
+        StreamPlan plan = Plan ?? throw new InvalidOperationException("The stream job has not run");
         await plan.DropFilterAsync().ConfigureAwait(false);
         BlockNode top = plan.CurrentTop;
         if (BackingChain.SkipFilters(top).Backing is null)
@@ -164,26 +156,6 @@ public sealed class StreamJob : JobDriver<StreamJobOptions>
             ? "raw"
             : null;
         await _graph.ChangeBackingAsync(top, newBacking, backingFile, writeHeader: true, backingFormat, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <inheritdoc />
-    protected override async ValueTask AbortAsync(JobContext context, CancellationToken cancellationToken)
-    {
-        if (_plan is not null)
-        {
-            await _plan.DropFilterAsync().ConfigureAwait(false);
-        }
-    }
-
-    /// <inheritdoc />
-    protected override async ValueTask CleanAsync(JobContext context, CancellationToken cancellationToken)
-    {
-        // A job cancelled before it ran still owns the plan it was created with.
-        StreamPlan? plan = _plan ?? Options.Plan;
-        if (plan is not null)
-        {
-            await plan.RollBackAsync().ConfigureAwait(false);
-        }
     }
 
     // QEMU's stream_run step: a range allocated in the top needs nothing; otherwise copy it if some layer between the
@@ -210,27 +182,20 @@ public sealed class StreamJob : JobDriver<StreamJobOptions>
 /// <summary>
 /// A stream resolved against the graph (QEMU's <c>qmp_block_stream</c> checks and <c>stream_start</c> setup): the
 /// lease on the top and the nodes it pulls data from, the copy-on-read filter above the top, and whether the top
-/// was reopened read-write. Undone by <see cref="RollBackAsync"/>.
+/// was reopened read-write. Undone by <see cref="BlockJobPlan.RollBackAsync"/>.
 /// </summary>
-internal sealed class StreamPlan
+internal sealed class StreamPlan : BlockJobPlan
 {
-    private readonly BlockGraph _graph;
     private readonly string? _copyBaseName;
-    private int _filterDropped;
-    private int _rolledBack;
 
     private StreamPlan(BlockGraph graph, BlockJobLease lease, CopyOnReadNode filter, string? copyBaseName, bool topWasReadOnly, bool nothingToDo)
+        : base(graph, lease, filter)
     {
-        _graph = graph;
-        Lease = lease;
         Filter = filter;
         _copyBaseName = copyBaseName;
         TopWasReadOnly = topWasReadOnly;
         NothingToDo = nothingToDo;
     }
-
-    /// <summary>The op blockers on the top and the nodes between it and the base.</summary>
-    public BlockJobLease Lease { get; }
 
     /// <summary>The copy-on-read filter above the top.</summary>
     public CopyOnReadNode Filter { get; }
@@ -245,7 +210,7 @@ internal sealed class StreamPlan
     public BlockNode CurrentTop => Lease.Blocked[0];
 
     /// <summary>The first layer whose data is not copied, looked up by name (it may have been reopened); null = the whole chain.</summary>
-    public BlockNode? CopyBase => _copyBaseName is null ? null : _graph.Find(_copyBaseName);
+    public BlockNode? CopyBase => _copyBaseName is null ? null : Graph.Find(_copyBaseName);
 
     /// <summary>Resolves <paramref name="options"/> in QEMU's order and prepares the graph.</summary>
     public static async Task<StreamPlan> CreateAsync(BlockGraph graph, StreamJobOptions options, CancellationToken cancellationToken)
@@ -349,29 +314,12 @@ internal sealed class StreamPlan
         }
     }
 
-    /// <summary>Removes the copy-on-read filter (once): its parents get the top back.</summary>
-    public async ValueTask DropFilterAsync()
+    /// <inheritdoc />
+    protected override async ValueTask RestoreAsync()
     {
-        if (Interlocked.Exchange(ref _filterDropped, 1) == 0)
-        {
-            await _graph.RemoveFilterAsync(Filter, CancellationToken.None).ConfigureAwait(false);
-        }
-    }
-
-    /// <summary>Drops the filter, reopens the top read-only if it was, and releases the lease (once).</summary>
-    public async ValueTask RollBackAsync()
-    {
-        if (Interlocked.Exchange(ref _rolledBack, 1) != 0)
-        {
-            return;
-        }
-
-        await DropFilterAsync().ConfigureAwait(false);
         if (TopWasReadOnly)
         {
-            await BlockJobCommon.ReopenQuietlyAsync(_graph, CurrentTop, readOnly: true).ConfigureAwait(false);
+            await BlockJobCommon.ReopenQuietlyAsync(Graph, CurrentTop, readOnly: true).ConfigureAwait(false);
         }
-
-        await Lease.DisposeAsync().ConfigureAwait(false);
     }
 }

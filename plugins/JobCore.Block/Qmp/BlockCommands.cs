@@ -25,6 +25,10 @@ internal sealed class BlockCommands : QmpCommandModule
         BlockGraph graph = context.Services.GetRequiredService<BlockGraph>();
         JobEngine engine = context.Jobs.Engine;
         QmpCommandTable table = context.Commands;
+        foreach (string type in new[] { "stream", "commit", "mirror" })
+        {
+            context.Jobs.AddBlockJobType(type); // query-block-jobs, block-job-*, BLOCK_JOB_* events
+        }
 
         // blockdev-add is 'boxed' in QEMU: the block layer visits the whole BlockdevOptions object in schema order.
         table.Add(new QmpCommand("blockdev-add", [QmpArgument.Required("driver", QmpType.Str)], (_, args, ct) => Guard(async () =>

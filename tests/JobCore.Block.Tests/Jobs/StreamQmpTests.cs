@@ -74,6 +74,10 @@ public sealed class StreamQmpTests
     {
         string[] commands =
         [
+            """{"execute":"blockdev-add","arguments":{}}""",
+            """{"execute":"blockdev-add","arguments":{"driver":"qcow2","node-name":"x"}}""",
+            """{"execute":"blockdev-add","arguments":{"driver":"qcow2","node-name":"top","file":"base"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"zz"}}""",
             """{"execute":"block-stream","arguments":{"device":"nope"}}""",
             """{"execute":"block-stream","arguments":{"device":"top","base":"x","base-node":"base"}}""",
             """{"execute":"block-stream","arguments":{"device":"top","base-node":"nope"}}""",
