@@ -89,10 +89,11 @@ internal static class BlockJobCommands
         private readonly Option<bool> _wait = new("--wait") { Description = "wait until the job completes (or, for a job that becomes ready, until ready)" };
         private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "show progress while waiting (a bar on a terminal, lines otherwise)" };
         private readonly Option<bool> _pivot = new("--pivot") { Description = "when the job is ready, complete it (pivot) and wait for the end" };
+        private readonly Option<bool> _events = new("--events") { Description = "while waiting, print the job's QMP events as JSON lines" };
 
         public Command Build(string name, string description, params Option[] extra)
         {
-            var command = new Command(name, description) { _device, _jobId, _speed, _wait, _verbose, _pivot };
+            var command = new Command(name, description) { _device, _jobId, _speed, _wait, _verbose, _pivot, _events };
             foreach (var option in extra)
             {
                 command.Options.Add(option);
@@ -122,7 +123,8 @@ internal static class BlockJobCommands
                     return 0;
                 }
 
-                return await new JobWaiter(client, jobId, pivot, stopAtReady: !pivot, parse.GetValue(_verbose)).WaitAsync(token).ConfigureAwait(false);
+                var waiter = new JobWaiter(client, jobId, pivot, stopAtReady: !pivot, parse.GetValue(_verbose), parse.GetValue(_events));
+                return await waiter.WaitAsync(token).ConfigureAwait(false);
             }, cancellationToken);
     }
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using JobCore.Qmp;
+using JobCore.Qmp.Json;
 
 namespace JobCore.Cli.Qmp;
 
@@ -8,7 +9,7 @@ namespace JobCore.Cli.Qmp;
 /// Follows one block job to its end (virsh blockjob habits): prints progress when asked (a bar on a terminal,
 /// plain lines otherwise), pivots a ready job when asked, and turns the outcome into an exit code.
 /// </summary>
-internal sealed class JobWaiter(QmpClient client, string jobId, bool pivot, bool stopAtReady, bool verbose)
+internal sealed class JobWaiter(QmpClient client, string jobId, bool pivot, bool stopAtReady, bool verbose, bool printEvents)
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(250);
     private int _lastPercent = -1;
@@ -18,6 +19,7 @@ internal sealed class JobWaiter(QmpClient client, string jobId, bool pivot, bool
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var progress = verbose ? ShowProgressAsync(stop.Token) : Task.CompletedTask;
+        int? outcome = null;
         try
         {
             await foreach (var e in client.Events.ReadAllAsync(cancellationToken).ConfigureAwait(false))
@@ -26,6 +28,12 @@ internal sealed class JobWaiter(QmpClient client, string jobId, bool pivot, bool
                 if ((data?["device"] ?? data?["id"])?.GetValue<string>() != jobId)
                 {
                     continue;
+                }
+
+                if (printEvents)
+                {
+                    await EndProgressLineAsync().ConfigureAwait(false);
+                    await Console.Out.WriteLineAsync(QmpJsonWriter.ToText(e)).ConfigureAwait(false);
                 }
 
                 switch (e["event"]!.GetValue<string>())
@@ -52,16 +60,34 @@ internal sealed class JobWaiter(QmpClient client, string jobId, bool pivot, bool
                         if (data!["error"] is { } error)
                         {
                             await Console.Error.WriteLineAsync($"jobctl: job {jobId} failed: {error.GetValue<string>()}").ConfigureAwait(false);
-                            return 1;
+                            outcome = 1;
+                        }
+                        else
+                        {
+                            await Note($"{jobId}: completed ({data["offset"]}/{data["len"]})").ConfigureAwait(false);
+                            outcome = 0;
                         }
 
-                        await Note($"{jobId}: completed ({data["offset"]}/{data["len"]})").ConfigureAwait(false);
-                        return 0;
+                        break;
                     case "BLOCK_JOB_CANCELLED":
                         await EndProgressLineAsync().ConfigureAwait(false);
                         await Console.Error.WriteLineAsync($"jobctl: job {jobId} was cancelled").ConfigureAwait(false);
-                        return 1;
+                        outcome = 1;
+                        break;
+                    case "JOB_STATUS_CHANGE" when outcome is not null && data!["status"]!.GetValue<string>() is "concluded" or "null":
+                        // The job's record is gone (null) or parked until dismissed (concluded without auto-dismiss).
+                        if (data["status"]!.GetValue<string>() == "null" || !printEvents)
+                        {
+                            return outcome.Value;
+                        }
+
+                        break;
                 }
+            }
+
+            if (outcome is not null)
+            {
+                return outcome.Value;
             }
 
             await Console.Error.WriteLineAsync($"jobctl: the server closed the connection before job {jobId} ended").ConfigureAwait(false);

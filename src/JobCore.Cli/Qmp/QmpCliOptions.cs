@@ -59,6 +59,12 @@ internal sealed class QmpCliOptions
             await Console.Error.WriteLineAsync($"jobctl: cannot talk to {endpoint}: {ex.Message}").ConfigureAwait(false);
             return 1;
         }
+        catch (TimeoutException)
+        {
+            await Console.Error.WriteLineAsync(
+                $"jobctl: {endpoint} accepted the connection but sent no greeting (QEMU serves one QMP client at a time: is another one connected?)").ConfigureAwait(false);
+            return 1;
+        }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             return 130;

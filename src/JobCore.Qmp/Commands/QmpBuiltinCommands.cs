@@ -39,6 +39,7 @@ public static class QmpBuiltinCommands
         }
 
         context.Session.Negotiated = true;
+        QmpLog.Negotiated(context.Server.Logger, context.ClientName);
         return ValueTask.FromResult<JsonNode?>(null);
     }
 }

@@ -28,4 +28,7 @@ internal static partial class QmpLog
 
     [LoggerMessage(8, LogLevel.Error, "QMP command {Command} from {Client} failed unexpectedly")]
     public static partial void CommandFailed(ILogger logger, Exception exception, string command, string client);
+
+    [LoggerMessage(9, LogLevel.Information, "QMP client {Client} negotiated; it now receives events")]
+    public static partial void Negotiated(ILogger logger, string client);
 }

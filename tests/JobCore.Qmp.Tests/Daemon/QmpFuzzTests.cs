@@ -23,11 +23,7 @@ public sealed class QmpFuzzTests
     [TestMethod]
     public async Task A_hundred_thousand_generated_messages_cause_no_crash()
     {
-        await using var daemon = Jobcored.Start(dir =>
-        {
-            var plugins = Directory.CreateDirectory(dir.File("plugins")).FullName;
-            File.Copy(typeof(TestJobPlugin).Assembly.Location, Path.Combine(plugins, Path.GetFileName(typeof(TestJobPlugin).Assembly.Location)));
-        }, "--plugins", "plugins", "--log-level", "Warning");
+        await using var daemon = Jobcored.StartWithTestPlugin(null, "--log-level", "Warning");
         await using var client = await daemon.ConnectAsync();
         var commands = (await client.ExecuteAsync("query-commands"))!.AsArray()
             .Select(c => c!["name"]!.GetValue<string>()).Where(n => n != "quit").ToArray();

@@ -36,13 +36,29 @@ internal sealed class Jobcored : IAsyncDisposable
     public static Jobcored Start(params string[] extraArguments) => Start(null, extraArguments);
 
     /// <summary>Starts jobcored after <paramref name="prepare"/> ran on its fresh directory; its working directory is that directory.</summary>
-    public static Jobcored Start(Action<TempDirectory>? prepare, params string[] extraArguments)
+    public static Jobcored Start(Action<TempDirectory>? prepare, params string[] extraArguments) =>
+        Start(prepare, null, extraArguments);
+
+    /// <summary>Starts jobcored with the test assembly as a plugin (<c>--plugins</c>): job type <c>x-test</c>, command <c>x-test-job-start</c>.</summary>
+    public static Jobcored StartWithTestPlugin(IDictionary<string, string>? environment = null, params string[] extraArguments) =>
+        Start(
+            dir =>
+            {
+                var assembly = typeof(Jobs.TestJobPlugin).Assembly.Location;
+                var plugins = System.IO.Directory.CreateDirectory(dir.File("plugins")).FullName;
+                File.Copy(assembly, Path.Combine(plugins, Path.GetFileName(assembly)));
+            },
+            environment,
+            ["--plugins", "plugins", .. extraArguments]);
+
+    /// <summary>Starts jobcored with extra environment variables.</summary>
+    public static Jobcored Start(Action<TempDirectory>? prepare, IDictionary<string, string>? environment, params string[] extraArguments)
     {
         var dir = new TempDirectory();
         prepare?.Invoke(dir);
         var socket = dir.File("qmp.sock");
         string[] args = [DllPath, "--qmp", "unix:" + socket + ",server=on,wait=off", .. extraArguments];
-        return new Jobcored(dir, ChildProcess.Start("dotnet", args, workingDirectory: dir.Path), socket);
+        return new Jobcored(dir, ChildProcess.Start("dotnet", args, environment, dir.Path), socket);
     }
 
     /// <summary>Connects (waiting for the socket to appear) and, unless told otherwise, negotiates.</summary>

@@ -12,11 +12,7 @@ public sealed class JobCommandTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
-    private static Jobcored StartDaemon() => Jobcored.Start(dir =>
-    {
-        var plugins = Directory.CreateDirectory(dir.File("plugins")).FullName;
-        File.Copy(typeof(TestJobPlugin).Assembly.Location, Path.Combine(plugins, Path.GetFileName(typeof(TestJobPlugin).Assembly.Location)));
-    }, "--plugins", "plugins");
+    private static Jobcored StartDaemon() => Jobcored.StartWithTestPlugin();
 
     private static Task<JsonNode?> StartJob(QmpClient client, string id, JsonObject? extra = null)
     {
@@ -202,7 +198,7 @@ public sealed class JobCommandTests
         await client.ExecuteAsync("block-job-set-speed", new JsonObject { ["device"] = "j", ["speed"] = 1 << 20 });
 
         Assert.AreEqual("Job 'j' is 'x-test' job, not 'mirror'",
-            (await Refused(client, "block-job-change", new JsonObject { ["id"] = "j", ["type"] = "mirror" })).Message);
+            (await Refused(client, "block-job-change", new JsonObject { ["id"] = "j", ["type"] = "mirror", ["copy-mode"] = "write-blocking" })).Message);
         Assert.AreEqual("Parameter 'copy-mode' is missing",
             (await Refused(client, "block-job-change", new JsonObject { ["id"] = "j", ["type"] = "x-test" })).Message);
         Assert.AreEqual("Parameter 'type' does not accept value 'nonsense'",
