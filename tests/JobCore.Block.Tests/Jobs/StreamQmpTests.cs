@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using JobCore.Block.Tests.Interop;
@@ -15,8 +13,6 @@ namespace JobCore.Block.Tests.Jobs;
 [TestClass]
 public sealed class StreamQmpTests
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
-
     // One scenario: the commands after the chain is open, and how to wind the job down.
     public static IEnumerable<object[]> Scenarios =>
     [
@@ -35,13 +31,13 @@ public sealed class StreamQmpTests
     public async Task Event_sequence_matches_qemu(string scenario)
     {
         List<string> qemu;
-        await using (Peer peer = await Peer.StartQemuAsync())
+        await using (QmpJobPeer peer = await QmpJobPeer.StartQemuAsync())
         {
             qemu = await RunScenarioAsync(peer, scenario);
         }
 
         List<string> ours;
-        await using (Peer peer = await Peer.StartJobcoredAsync())
+        await using (QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync())
         {
             ours = await RunScenarioAsync(peer, scenario);
         }
@@ -52,7 +48,7 @@ public sealed class StreamQmpTests
     [TestMethod]
     public async Task Created_and_running_precede_the_reply_of_block_stream()
     {
-        await using Peer peer = await Peer.StartJobcoredAsync(transcript: true);
+        await using QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync(transcript: true);
         await OpenChainAsync(peer);
         JsonObject reply = await peer.Client.RequestAsync(new JsonObject
         {
@@ -66,7 +62,7 @@ public sealed class StreamQmpTests
         var before = transcript.Take(at).Where(m => m["event"]?.GetValue<string>() == "JOB_STATUS_CHANGE")
             .Select(m => m["data"]!["status"]!.GetValue<string>()).ToList();
         CollectionAssert.AreEqual(new[] { "created", "running" }, before);
-        await ReadJobEventsAsync(peer.Client, "s", "null");
+        await QmpJobPeer.ReadJobEventsAsync(peer.Client, "s", "null");
     }
 
     [TestMethod]
@@ -103,12 +99,12 @@ public sealed class StreamQmpTests
         ];
 
         List<string> qemu, ours;
-        await using (Peer peer = await Peer.StartQemuAsync())
+        await using (QmpJobPeer peer = await QmpJobPeer.StartQemuAsync())
         {
             qemu = await AnswersAsync(peer, commands);
         }
 
-        await using (Peer peer = await Peer.StartJobcoredAsync())
+        await using (QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync())
         {
             ours = await AnswersAsync(peer, commands);
         }
@@ -119,7 +115,7 @@ public sealed class StreamQmpTests
         }
     }
 
-    private static async Task<List<string>> AnswersAsync(Peer peer, string[] commands)
+    private static async Task<List<string>> AnswersAsync(QmpJobPeer peer, string[] commands)
     {
         await OpenChainAsync(peer);
         var answers = new List<string>();
@@ -133,7 +129,7 @@ public sealed class StreamQmpTests
     }
 
     // base ← mid ← top; with inject, mid's file fails every read of sector 1024 (inside mid's data) with EIO.
-    private static async Task OpenChainAsync(Peer peer, bool inject = false)
+    private static async Task OpenChainAsync(QmpJobPeer peer, bool inject = false)
     {
         await MakeChainAsync(peer.Directory);
         string File(string name) => JsonSerializer.Serialize(Path.Combine(peer.Directory, name));
@@ -156,7 +152,7 @@ public sealed class StreamQmpTests
         await QemuImg.IoCommandsAsync(Q("top.qcow2"), "qcow2", "write -P 0x33 1M 256K");
     }
 
-    private static async Task<List<string>> RunScenarioAsync(Peer peer, string scenario)
+    private static async Task<List<string>> RunScenarioAsync(QmpJobPeer peer, string scenario)
     {
         await OpenChainAsync(peer, inject: scenario.EndsWith("failed", StringComparison.Ordinal) || scenario.EndsWith("ignored", StringComparison.Ordinal));
         QmpClient c = peer.Client;
@@ -165,45 +161,45 @@ public sealed class StreamQmpTests
         {
             case "stream":
                 await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top" });
-                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "null"));
                 break;
             case "stream-ignored":
                 await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top", ["on-error"] = "ignore" });
-                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "null"));
                 break;
             case "stream-base-node":
                 await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top", ["base-node"] = "base" });
-                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "null"));
                 break;
             case "stream-failed":
                 await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top" });
-                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "null"));
                 break;
             case "stream-cancelled":
                 await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top", ["speed"] = 1 });
-                events.AddRange(await ReadJobEventsAsync(c, "s", "running"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "running"));
                 await c.ExecuteAsync("job-cancel", new JsonObject { ["id"] = "s" });
-                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "null"));
                 break;
             case "stream-manual":
                 await c.ExecuteAsync("block-stream", new JsonObject
                 {
                     ["job-id"] = "s", ["device"] = "top", ["base-node"] = "base", ["auto-finalize"] = false, ["auto-dismiss"] = false,
                 });
-                events.AddRange(await ReadJobEventsAsync(c, "s", "BLOCK_JOB_PENDING"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "BLOCK_JOB_PENDING"));
                 events.Add(Query(await c.ExecuteAsync("query-block-jobs")));
                 await c.ExecuteAsync("job-finalize", new JsonObject { ["id"] = "s" });
-                events.AddRange(await ReadJobEventsAsync(c, "s", "concluded"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "concluded"));
                 await c.ExecuteAsync("job-dismiss", new JsonObject { ["id"] = "s" });
-                events.AddRange(await ReadJobEventsAsync(c, "s", "null"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "null"));
                 break;
             case "commit":
                 await c.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "c", ["device"] = "top", ["top-node"] = "mid" });
-                events.AddRange(await ReadJobEventsAsync(c, "c", "null"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "c", "null"));
                 break;
             case "commit-failed":
                 await c.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "c", ["device"] = "top", ["top-node"] = "mid" });
-                events.AddRange(await ReadJobEventsAsync(c, "c", "null"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "c", "null"));
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(scenario));
@@ -223,187 +219,9 @@ public sealed class StreamQmpTests
         {
             var o = j!.AsObject().DeepClone().AsObject();
             o.Remove("busy");
-            return Canonical(o);
+            return QmpJobPeer.Canonical(o);
         });
         return "query: " + string.Join(";", list);
     }
 
-    /// <summary>Reads events about <paramref name="job"/> up to one whose short name is <paramref name="last"/>.</summary>
-    private static async Task<List<string>> ReadJobEventsAsync(QmpClient client, string job, string last)
-    {
-        var seen = new List<string>();
-        using var cts = new CancellationTokenSource(Timeout);
-        try
-        {
-            while (true)
-            {
-                JsonObject e = await client.Events.ReadAsync(cts.Token);
-                JsonObject data = e["data"]?.AsObject() ?? [];
-                string? id = (data["id"] ?? data["device"])?.GetValue<string>();
-                if (id != job)
-                {
-                    continue;
-                }
-
-                string name = e["event"]!.GetValue<string>();
-                string shortName = name == "JOB_STATUS_CHANGE" ? data["status"]!.GetValue<string>() : name;
-                var copy = data.DeepClone().AsObject();
-                if (name is "BLOCK_JOB_CANCELLED" or "BLOCK_JOB_ERROR" || copy["error"] is not null)
-                {
-                    copy.Remove("offset"); // where a cancel or error lands depends on timing and request order
-                }
-
-                seen.Add(name == "JOB_STATUS_CHANGE" ? shortName : $"{name} {Canonical(copy)}");
-                if (shortName == last)
-                {
-                    return seen;
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            throw new AssertFailedException($"job '{job}' never sent '{last}'; saw: {string.Join(", ", seen)}");
-        }
-    }
-
-    private static string Canonical(JsonObject o) =>
-        "{" + string.Join(",", o.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value?.ToJsonString()}")) + "}";
-
-    /// <summary>A QMP peer process (jobcored or QEMU) in its own temp directory with a connected, negotiated client.</summary>
-    private sealed class Peer : IAsyncDisposable
-    {
-        private readonly Process _process;
-        private readonly StringBuilder _output = new();
-
-        private Peer(string directory, Process process)
-        {
-            Directory = directory;
-            _process = process;
-        }
-
-        public string Directory { get; }
-
-        public QmpClient Client { get; private set; } = null!;
-
-        public static Task<Peer> StartQemuAsync()
-        {
-            const string qemu = "/usr/bin/qemu-system-x86_64";
-            Assert.IsTrue(File.Exists(qemu), "qemu-system-x86_64 is required (apt-get install qemu-system-x86)");
-            return StartAsync(qemu, sock => ["-machine", "none", "-nodefaults", "-display", "none", "-qmp", $"unix:{sock},server=on,wait=off"], transcript: false);
-        }
-
-        public static Task<Peer> StartJobcoredAsync(bool transcript = false)
-        {
-            string daemon = Path.Combine(AppContext.BaseDirectory, "jobcored.dll");
-            Assert.IsTrue(File.Exists(daemon), $"jobcored.dll not found next to the tests at {daemon}");
-            string plugin = typeof(JobCore.Block.BlockPlugin).Assembly.Location;
-            return StartAsync("dotnet", sock =>
-            {
-                string plugins = Path.Combine(Path.GetDirectoryName(sock)!, "plugins");
-                System.IO.Directory.CreateDirectory(plugins);
-                File.Copy(plugin, Path.Combine(plugins, Path.GetFileName(plugin)));
-                return [daemon, "--qmp", $"unix:{sock},server=on,wait=off", "--plugins", plugins];
-            }, transcript);
-        }
-
-        private static async Task<Peer> StartAsync(string program, Func<string, string[]> arguments, bool transcript)
-        {
-            string dir = Path.Combine(Path.GetTempPath(), "jobcore-qmpjob-" + Guid.NewGuid().ToString("N"));
-            System.IO.Directory.CreateDirectory(dir);
-            string sock = Path.Combine(dir, "qmp.sock");
-            var psi = new ProcessStartInfo(program)
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                RedirectStandardInput = true,
-                UseShellExecute = false,
-                WorkingDirectory = dir,
-            };
-            foreach (string a in arguments(sock))
-            {
-                psi.ArgumentList.Add(a);
-            }
-
-            var process = new Process { StartInfo = psi };
-            var peer = new Peer(dir, process);
-            process.OutputDataReceived += (_, e) => peer.Append(e.Data);
-            process.ErrorDataReceived += (_, e) => peer.Append(e.Data);
-            process.Start();
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            try
-            {
-                peer.Client = await QmpClient.ConnectAsync("unix:" + sock, TimeSpan.FromSeconds(30), transcript);
-                await peer.Client.NegotiateAsync();
-                return peer;
-            }
-            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or TimeoutException)
-            {
-                string output = peer.Output;
-                await peer.DisposeAsync();
-                throw new AssertFailedException($"cannot connect to {program}: {e.Message}\n{output}", e);
-            }
-        }
-
-        private string Output
-        {
-            get
-            {
-                lock (_output)
-                {
-                    return _output.ToString();
-                }
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (Client is not null)
-            {
-                try
-                {
-                    await Client.ExecuteAsync("quit");
-                }
-                catch (Exception e) when (e is IOException or QmpException or ObjectDisposedException)
-                {
-                    // Already gone.
-                }
-
-                await Client.DisposeAsync();
-            }
-
-            using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
-            {
-                try
-                {
-                    await _process.WaitForExitAsync(cts.Token);
-                }
-                catch (OperationCanceledException)
-                {
-                    _process.Kill(entireProcessTree: true);
-                }
-            }
-
-            _process.Dispose();
-            try
-            {
-                System.IO.Directory.Delete(Directory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // Best effort.
-            }
-        }
-
-        private void Append(string? line)
-        {
-            if (line is not null)
-            {
-                lock (_output)
-                {
-                    _output.AppendLine(line);
-                }
-            }
-        }
-    }
 }
