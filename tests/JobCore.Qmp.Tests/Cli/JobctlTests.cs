@@ -111,6 +111,40 @@ public sealed class JobctlTests
         CollectionAssert.AreEqual(onQemu, onJobcored);
     }
 
+    /// <summary>
+    /// The scripted mirror session on both servers, driven by jobctl: mirror to a second image with
+    /// <c>--pivot --events</c> (READY, then job-complete), compare the events, and check the copy is identical.
+    /// </summary>
+    [TestMethod]
+    public async Task A_mirror_session_with_pivot_gives_the_same_events_on_QEMU_and_jobcored()
+    {
+        await using var qemu = QemuMonitor.Start();
+        await using var daemon = Jobcored.Start();
+        await WaitUntilListeningAsync(() => qemu.ConnectAsync());
+        await WaitUntilListeningAsync(() => daemon.ConnectAsync());
+        var onQemu = await RunMirrorSessionAsync(qemu.Endpoint);
+        var onJobcored = await RunMirrorSessionAsync(daemon.Endpoint);
+        CollectionAssert.AreEqual(
+            new[] { "created", "running", "ready", "BLOCK_JOB_READY", "waiting", "pending", "BLOCK_JOB_COMPLETED", "concluded", "null" },
+            onQemu);
+        CollectionAssert.AreEqual(onQemu, onJobcored);
+    }
+
+    private static async Task<List<string>> RunMirrorSessionAsync(string endpoint)
+    {
+        using var dir = new TempDirectory();
+        await RunToolAsync("qemu-img", "create", "-q", "-f", "qcow2", dir.File("src.qcow2"), "16M");
+        await RunToolAsync("qemu-io", "-c", "write -P 0x3c 1M 5M", dir.File("src.qcow2"));
+        await RunToolAsync("qemu-img", "create", "-q", "-f", "qcow2", dir.File("dst.qcow2"), "16M");
+
+        await ExpectSuccess("exec", "-c", endpoint, "blockdev-add", Qcow2Node("src", dir.File("src.qcow2"), null).ToJsonString());
+        await ExpectSuccess("exec", "-c", endpoint, "blockdev-add", Qcow2Node("dst", dir.File("dst.qcow2"), null).ToJsonString());
+        var output = await ExpectSuccess("mirror", "--connect", endpoint, "src", "--target", "dst", "--sync", "full", "--job-id", "m1", "--pivot", "--events");
+        StringAssert.Contains(output, "m1: ready, pivoting");
+        await RunToolAsync("qemu-img", "compare", "-U", dir.File("src.qcow2"), dir.File("dst.qcow2"));
+        return [.. output.Split('\n').Where(l => l.StartsWith('{')).Select(l => JobEventLog.Describe(JsonNode.Parse(l)!.AsObject()))];
+    }
+
     private static async Task<List<string>> RunStreamSessionAsync(string endpoint)
     {
         using var dir = new TempDirectory();
