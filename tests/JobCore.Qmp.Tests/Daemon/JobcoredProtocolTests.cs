@@ -252,4 +252,12 @@ public sealed class JobcoredProtocolTests
         Assert.AreEqual(2, await daemon.WaitForExitAsync(ExitTimeout));
         StringAssert.Contains(daemon.Output, endpoint.Split(',')[0]);
     }
+
+    [TestMethod]
+    public async Task A_missing_plugin_directory_is_refused_with_a_clear_message()
+    {
+        await using var daemon = ChildProcess.Start("dotnet", [Jobcored.DllPath, "--qmp", "unix:/tmp/jcq-never.sock", "--plugins", "/nonexistent/plugins"]);
+        Assert.AreEqual(2, await daemon.WaitForExitAsync(ExitTimeout));
+        StringAssert.Contains(daemon.Output, "Plugin directory '/nonexistent/plugins' does not exist");
+    }
 }

@@ -235,4 +235,41 @@ public sealed class JobCommandTests
         CollectionAssert.AreEqual(new[] { "SHUTDOWN", "aborting", "BLOCK_JOB_CANCELLED", "concluded", "null" }, rest);
         Assert.AreEqual(0, await daemon.Process.WaitForExitAsync(Timeout));
     }
+
+    [TestMethod]
+    public async Task Block_job_verbs_pause_resume_and_complete_by_device()
+    {
+        await using var daemon = StartDaemon();
+        await using var client = await daemon.ConnectAsync();
+        await StartJob(client, "b", new JsonObject { ["steps"] = 40, ["ready"] = true });
+        await client.ExecuteAsync("block-job-pause", new JsonObject { ["device"] = "b" });
+        await JobEventLog.ReadUntilAsync(client, "b", "paused");
+        var info = (await client.ExecuteAsync("query-block-jobs"))!.AsArray().Single()!;
+        Assert.IsTrue(info["paused"]!.GetValue<bool>());
+        Assert.AreEqual("paused", info["status"]!.GetValue<string>());
+        await client.ExecuteAsync("block-job-resume", new JsonObject { ["device"] = "b" });
+        CollectionAssert.AreEqual(new[] { "running", "ready", "BLOCK_JOB_READY" }, await JobEventLog.ReadUntilAsync(client, "b", "BLOCK_JOB_READY"));
+        await client.ExecuteAsync("block-job-complete", new JsonObject { ["device"] = "b" });
+        CollectionAssert.AreEqual(
+            new[] { "waiting", "pending", "BLOCK_JOB_COMPLETED", "concluded", "null" },
+            await JobEventLog.ReadUntilAsync(client, "b", "null"));
+    }
+
+    [TestMethod]
+    public async Task A_client_that_disconnects_while_its_command_runs_does_not_disturb_the_daemon()
+    {
+        await using var daemon = StartDaemon();
+        await using var bystander = await daemon.ConnectAsync();
+        for (var i = 0; i < 5; i++)
+        {
+            var leaver = await daemon.ConnectAsync();
+            var pending = leaver.ExecuteAsync("x-test-sleep", new JsonObject { ["ms"] = 300 });
+            await leaver.DisposeAsync();
+            await Assert.ThrowsAsync<Exception>(() => pending);
+        }
+
+        Assert.AreEqual(250, (await bystander.ExecuteAsync("x-test-sleep", new JsonObject { ["ms"] = 250 }))!["slept"]!.GetValue<int>());
+        Assert.IsNotNull(await bystander.ExecuteAsync("query-jobs"));
+        Assert.IsFalse(daemon.Process.Process.HasExited);
+    }
 }

@@ -122,6 +122,12 @@ public sealed class TestJobCommands : QmpCommandModule
             TestJobDriver.TypeName,
             [QmpArgument.Required("copy-mode", QmpType.Enum("background", "write-blocking"))],
             a => new TestChange(a["copy-mode"]!.GetValue<string>()));
+        context.Commands.Add("x-test-sleep", [QmpArgument.Required("ms", QmpType.WholeNumber)], async (_, a, ct) =>
+        {
+            // A command that is still running when its client goes away.
+            await Task.Delay(TimeSpan.FromMilliseconds(a["ms"]!.GetValue<long>()), ct).ConfigureAwait(false);
+            return new JsonObject { ["slept"] = a["ms"]!.DeepClone() };
+        });
         context.Commands.Add(
             "x-test-job-start",
             [
