@@ -113,6 +113,34 @@ public sealed class Qcow2CheckTests
         CollectionAssert.AreEqual(before, await File.ReadAllBytesAsync(image));
     }
 
+    [TestMethod]
+    public async Task Persistent_bitmaps_are_counted_and_a_write_by_us_invalidates_them_like_qemu_expects()
+    {
+        using var scratch = new ScratchFolder();
+        string image = scratch.File("bm.qcow2");
+        await QemuImg.ImgOkAsync("create", "-f", "qcow2", image, "64M");
+        await QemuImg.ImgOkAsync("bitmap", "--add", image, "b0");
+        await QemuImg.IoCommandsAsync(image, "qcow2", "write -P 2 8M 8M", "write -P 3 40M 1M");
+        Qcow2CheckResult before = await Qcow2Check.CheckFileAsync(image);
+        Assert.IsTrue(before.IsClean, string.Join('\n', before.Messages));
+        Assert.AreEqual(0, (await QemuImg.ImgAsync("check", image)).ExitCode);
+
+        await using (var opened = await OpenedQcow2.OpenAsync(image, readOnly: false))
+        {
+            await opened.Node.WriteAsync(0, new byte[4096]);
+        }
+
+        // We keep no bitmaps, so the first write cleared the autoclear bit: QEMU now ignores the bitmaps and both
+        // checkers count their clusters as leaks (harmless), never as corruption.
+        Qcow2CheckResult after = await Qcow2Check.CheckFileAsync(image);
+        ToolResult theirs = await QemuImg.ImgAsync("check", image);
+        Assert.AreEqual(3, theirs.ExitCode, theirs.All);
+        StringAssert.Contains(theirs.All, $"{after.Leaks} leaked clusters were found");
+        Assert.AreEqual(0, after.Corruptions);
+        Assert.IsTrue(after.Leaks > 0);
+        await QemuImg.IoCommandsAsync(image, "qcow2", "read -P 0 0 4096", "read -P 2 8M 8M");
+    }
+
     internal static async Task PatchAsync(string image, long offset, byte[] bytes)
     {
         await using var fs = new FileStream(image, FileMode.Open, FileAccess.Write);
