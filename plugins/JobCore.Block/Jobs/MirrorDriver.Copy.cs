@@ -19,23 +19,26 @@ internal abstract partial class MirrorDriver<TOptions>
             }
 
             long max = Math.Min(_maxOpBytes, room);
-            DirtyRun? taken = bitmap.TakeNextDirty(_cursor, max);
-            if (taken is null && _cursor != 0)
-            {
-                taken = bitmap.TakeNextDirty(0, max);
-            }
-
-            if (taken is not { } run)
-            {
-                return;
-            }
-
-            _cursor = run.End >= bitmap.Size ? 0 : run.End;
+            DirtyRun run;
             lock (_sync)
             {
+                DirtyRun? taken = bitmap.TakeNextDirty(_cursor, max);
+                if (taken is null && _cursor != 0)
+                {
+                    taken = bitmap.TakeNextDirty(0, max);
+                }
+
+                if (taken is null)
+                {
+                    return;
+                }
+
+                run = taken.Value;
                 _opsInFlight++;
                 _bytesInFlight += run.Length;
             }
+
+            _cursor = run.End >= bitmap.Size ? 0 : run.End;
 
             _ = CopyRunAsync(run, cancellationToken);
             context.RateLimitProcessed(run.Length);
@@ -47,11 +50,12 @@ internal abstract partial class MirrorDriver<TOptions>
     }
 
     // One copy: under an exclusive range lock (write-blocking writes to the same range wait), read the source and
-    // write the target; all-zero data becomes write-zeroes. A failure re-dirties the run.
+    // write the target; all-zero data becomes write-zeroes. A failure consults the policy; the run is dirty again.
     private async Task CopyRunAsync(DirtyRun run, CancellationToken cancellationToken)
     {
         int length = (int)run.Length;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
+        bool copied = false;
         try
         {
             using IDisposable range = await _ranges.AcquireAsync(run.Offset, run.Length, exclusive: true, cancellationToken).ConfigureAwait(false);
@@ -69,41 +73,48 @@ internal abstract partial class MirrorDriver<TOptions>
                 {
                     await _target.WriteZeroesAsync(run.Offset, run.Length, _plan.Unmap, cancellationToken).ConfigureAwait(false);
                 }
+
+                copied = true;
             }
             catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno && !cancellationToken.IsCancellationRequested)
             {
-                _bitmap!.SetDirty(run.Offset, run.Length);
                 OnRequestFailed(operation, errno, e);
-                return;
             }
-
-            _context!.ProgressWorkDone(run.Length);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            _bitmap!.SetDirty(run.Offset, run.Length);
+            // Force-cancelled: the run stays to do (nobody copies it any more).
         }
 #pragma warning disable CA1031 // Anything else is a bug in a node; it fails the job instead of vanishing with this task.
         catch (Exception e)
 #pragma warning restore CA1031
         {
-            _bitmap!.SetDirty(run.Offset, run.Length);
             StoreError(e);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
-            FinishOp(run.Length);
+            FinishOp(run, copied);
         }
     }
 
-    private void FinishOp(long length)
+    // A finished copy leaves the in-flight count; a failed one makes its run dirty again in the same step.
+    private void FinishOp(DirtyRun run, bool copied)
     {
         TaskCompletionSource finished;
         lock (_sync)
         {
+            if (copied)
+            {
+                _context!.ProgressWorkDone(run.Length);
+            }
+            else
+            {
+                _bitmap!.SetDirty(run.Offset, run.Length);
+            }
+
             _opsInFlight--;
-            _bytesInFlight -= length;
+            _bytesInFlight -= run.Length;
             finished = _opFinished;
             _opFinished = NewSignal();
         }

@@ -135,6 +135,17 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
     {
         _context = context;
         _forceCancel = cancellationToken;
+        if (!_plan.IsCommit && _target.Size != _plan.Source.Size)
+        {
+            throw new JobFailedException("Source and target image have different sizes");
+        }
+
+        if (_plan.ZeroTarget)
+        {
+            // Known before any I/O (QEMU sets it before the creating command returns): the whole disk is to do.
+            context.ProgressSetRemaining(_plan.Source.Size);
+        }
+
         try
         {
             await SetUpAsync(cancellationToken).ConfigureAwait(false);
@@ -256,10 +267,6 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
                 await baseImage.ResizeAsync(length, cancellationToken).ConfigureAwait(false);
             }
         }
-        else if (_target.Size != length)
-        {
-            throw new JobFailedException("Source and target image have different sizes");
-        }
 
         var bitmap = new DirtyBitmap(length, _plan.Granularity);
         DirtyTrackingNode filter = await _graph.InsertFilterAsync(
@@ -276,30 +283,16 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         }
     }
 
-    // QEMU's mirror_dirty_init: zero what the target holds (sync=full onto a target not known to be zero; not
-    // counted as progress), then mark what the source has allocated above the base.
+    // QEMU's mirror_dirty_init: a target that is not known to read zeroes (sync=full) gets every byte, zero or not
+    // (QEMU 7.2 marks the whole disk when the target cannot unmap, which is the blockdev default); otherwise what the
+    // source has allocated above the base is marked.
     private async ValueTask InitializeDirtyAsync(JobContext context, CancellationToken cancellationToken)
     {
         long length = _plan.Source.Size;
         if (_plan.ZeroTarget)
         {
-            BlockNode layer = BackingChain.SkipFilters(_target);
-            for (long offset = 0; offset < length;)
-            {
-                await context.PausePointAsync().ConfigureAwait(false);
-                if (context.IsCancelled)
-                {
-                    return;
-                }
-
-                BlockStatus status = await layer.GetBlockStatusAsync(offset, Math.Min(length - offset, 1L << 30), cancellationToken).ConfigureAwait(false);
-                if (!status.Zero)
-                {
-                    await ZeroTargetAsync(offset, status.Length, cancellationToken).ConfigureAwait(false);
-                }
-
-                offset += status.Length;
-            }
+            _bitmap!.SetAll();
+            return;
         }
 
         for (long offset = 0; offset < length;)
@@ -326,29 +319,6 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         }
     }
 
-    private async ValueTask ZeroTargetAsync(long offset, long length, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            try
-            {
-                await _target.WriteZeroesAsync(offset, length, mayUnmap: true, cancellationToken).ConfigureAwait(false);
-                return;
-            }
-            catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno && !cancellationToken.IsCancellationRequested)
-            {
-                if (BlockJobCommon.OnChunkError(_context!, _plan.OnTargetError, IoOperation.Write, errno, ignoreSkips: false)
-                    == ChunkErrorOutcome.Fail)
-                {
-                    throw BlockJobCommon.Failure(errno, e);
-                }
-
-                await _context!.PausePointAsync().ConfigureAwait(false);
-                cancellationToken.ThrowIfCancellationRequested();
-            }
-        }
-    }
-
     // QEMU's mirror_run loop (spec §5.3 steps 1-6).
     private async ValueTask CopyLoopAsync(JobContext context, CancellationToken cancellationToken)
     {
@@ -364,7 +334,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
             }
 
             long dirty = bitmap.Count;
-            UpdateProgress(context, dirty);
+            UpdateProgress(context);
             if (context.IoStatus == IoStatus.Ok && context.Time.GetElapsedTime(lastYield) < SliceTime)
             {
                 (int ops, long bytes) = InFlight();
@@ -409,7 +379,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
                 if (bitmap.Count == 0 && InFlight().Ops == 0 && await FlushTargetAsync(cancellationToken).ConfigureAwait(false))
                 {
                     _drain = drain;
-                    UpdateProgress(context, 0);
+                    UpdateProgress(context);
                     return;
                 }
 
@@ -430,16 +400,16 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         }
     }
 
-    private void UpdateProgress(JobContext context, long dirty)
+    // In flight and dirty are read together: a failed copy moves its bytes from one to the other under the same lock.
+    private void UpdateProgress(JobContext context)
     {
-        long bytes, active;
+        long remaining;
         lock (_sync)
         {
-            bytes = _bytesInFlight;
-            active = _activeWriteBytes;
+            remaining = _bytesInFlight + _bitmap!.Count + _activeWriteBytes;
         }
 
-        context.ProgressSetRemaining(bytes + dirty + active);
+        context.ProgressSetRemaining(remaining);
     }
 
     private void ThrowIfFailed()

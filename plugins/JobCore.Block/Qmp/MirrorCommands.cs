@@ -69,6 +69,8 @@ internal sealed class MirrorCommands : QmpCommandModule
         JobEngine engine = context.Jobs.Engine;
         context.Commands.Add("blockdev-mirror", BlockdevMirrorArguments, (_, args, _) => BlockCommands.Guard(() =>
         {
+            string device = args["device"]!.GetValue<string>();
+            graph.Lookup(device, device);
             Start(engine, Options(graph, args, args["target"]!.GetValue<string>()) with
             {
                 TargetIsZero = BlockCommands.Flag(args, "target-is-zero") ?? false,
