@@ -126,4 +126,45 @@ public sealed class DirtyTrackingNodeTests
         await first.WaitAsync(Timeout);
         await filter.WriteAsync(512, new byte[512]).AsTask().WaitAsync(Timeout);
     }
+
+    [TestMethod]
+    public async Task Drains_hold_off_many_concurrent_writers()
+    {
+        var child = new MemoryNode("src", 1 << 20);
+        var filter = new DirtyTrackingNode("top", child);
+        var bitmap = new DirtyBitmap(child.Size, 4096);
+        filter.AttachBitmap(bitmap);
+        using var stop = new CancellationTokenSource();
+        using var progress = new SemaphoreSlim(0);
+        Task[] writers = [.. Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+        {
+            var random = new Random(w);
+            var data = new byte[512];
+            while (!stop.IsCancellationRequested)
+            {
+                await filter.WriteAsync(random.Next(2048) * 512L, data);
+                progress.Release();
+                await Task.Yield(); // the in-memory child completes synchronously; do not hog a pool thread
+            }
+        }))];
+
+        for (int round = 0; round < 20; round++)
+        {
+            // Let the writers make progress between drains.
+            Assert.IsTrue(await progress.WaitAsync(Timeout), "the writers run");
+            await using (await filter.DrainAsync().AsTask().WaitAsync(Timeout))
+            {
+                Assert.AreEqual(0, filter.WritesInFlight);
+                int before = Volatile.Read(ref child.Writes);
+                bitmap.Clear();
+                await Task.Yield();
+                Assert.AreEqual(before, Volatile.Read(ref child.Writes), "no write reaches the child while drained");
+                Assert.IsTrue(bitmap.IsEmpty, "nothing is marked while drained");
+            }
+        }
+
+        stop.Cancel();
+        await Task.WhenAll(writers).WaitAsync(Timeout);
+        Assert.IsTrue(child.Writes >= 20, $"{child.Writes} writes");
+    }
 }
