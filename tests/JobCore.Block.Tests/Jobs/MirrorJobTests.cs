@@ -21,6 +21,17 @@ public sealed class MirrorJobTests
         return (basePath, src);
     }
 
+    /// <summary>The chain of <see cref="MakeChainAsync"/> opened as base ← src, an empty dst, and a guest on src.</summary>
+    private static async Task<(string Source, string Target, BlockNode SourceNode, BlockBackend Guest)> OpenPairAsync(MirrorTestBed bed)
+    {
+        (_, string src) = await MakeChainAsync(bed);
+        string dst = await bed.CreateQcow2Async("dst.qcow2", Size);
+        await bed.OpenAsync("base", bed.File("base.qcow2"), ""","read-only":true""");
+        BlockNode source = await bed.OpenAsync("src", src, ""","backing":"base" """);
+        await bed.OpenAsync("dst", dst);
+        return (src, dst, source, bed.Graph.AttachBackend("guest", source));
+    }
+
     [TestMethod]
     [DataRow(MirrorSyncMode.Full, MirrorTargetBacking.Leave)]
     [DataRow(MirrorSyncMode.Top, MirrorTargetBacking.SourceChain)]
@@ -80,12 +91,7 @@ public sealed class MirrorJobTests
     public async Task Soft_cancel_after_ready_completes_without_pivot_and_the_target_is_a_copy()
     {
         await using var bed = new MirrorTestBed();
-        (_, string src) = await MakeChainAsync(bed);
-        string dst = await bed.CreateQcow2Async("dst.qcow2", Size);
-        await bed.OpenAsync("base", bed.File("base.qcow2"), ""","read-only":true""");
-        BlockNode source = await bed.OpenAsync("src", src, ""","backing":"base" """);
-        await bed.OpenAsync("dst", dst);
-        BlockBackend guest = bed.Graph.AttachBackend("guest", source);
+        (string src, string dst, BlockNode source, BlockBackend guest) = await OpenPairAsync(bed);
 
         Job job = await bed.StartAsync(new MirrorJobOptions { Id = "m2", Device = "src", Target = "dst", Sync = MirrorSyncMode.Full });
         await bed.ExpectAsync("m2:ready", "m2:READY");
@@ -100,12 +106,7 @@ public sealed class MirrorJobTests
     public async Task Force_cancel_before_ready_is_cancelled_and_leaves_the_source_in_place()
     {
         await using var bed = new MirrorTestBed();
-        (_, string src) = await MakeChainAsync(bed);
-        string dst = await bed.CreateQcow2Async("dst.qcow2", Size);
-        await bed.OpenAsync("base", bed.File("base.qcow2"), ""","read-only":true""");
-        BlockNode source = await bed.OpenAsync("src", src, ""","backing":"base" """);
-        await bed.OpenAsync("dst", dst);
-        BlockBackend guest = bed.Graph.AttachBackend("guest", source);
+        (string src, string dst, BlockNode source, BlockBackend guest) = await OpenPairAsync(bed);
 
         // One byte per second: the first copy goes through, then the job sleeps off its quota.
         Job job = await bed.StartAsync(new MirrorJobOptions { Id = "m3", Device = "src", Target = "dst", Speed = 1 });
@@ -125,11 +126,7 @@ public sealed class MirrorJobTests
     public async Task Pause_freezes_progress_and_set_speed_lets_it_finish()
     {
         await using var bed = new MirrorTestBed();
-        (_, string src) = await MakeChainAsync(bed);
-        string dst = await bed.CreateQcow2Async("dst.qcow2", Size);
-        await bed.OpenAsync("base", bed.File("base.qcow2"), ""","read-only":true""");
-        await bed.OpenAsync("src", src, ""","backing":"base" """);
-        await bed.OpenAsync("dst", dst);
+        (string src, string dst, BlockNode source, BlockBackend guest) = await OpenPairAsync(bed);
 
         Job job = await bed.StartAsync(new MirrorJobOptions { Id = "m4", Device = "src", Target = "dst", Speed = 1 << 20 });
         await MirrorTestBed.WaitForAsync(job, i => i.CurrentProgress > 0);
@@ -154,12 +151,7 @@ public sealed class MirrorJobTests
     public async Task Change_switches_background_to_write_blocking_only()
     {
         await using var bed = new MirrorTestBed();
-        (_, string src) = await MakeChainAsync(bed);
-        string dst = await bed.CreateQcow2Async("dst.qcow2", Size);
-        await bed.OpenAsync("base", bed.File("base.qcow2"), ""","read-only":true""");
-        BlockNode source = await bed.OpenAsync("src", src, ""","backing":"base" """);
-        await bed.OpenAsync("dst", dst);
-        BlockBackend guest = bed.Graph.AttachBackend("guest", source);
+        (string src, string dst, BlockNode source, BlockBackend guest) = await OpenPairAsync(bed);
 
         Job job = await bed.StartAsync(new MirrorJobOptions { Id = "m5", Device = "src", Target = "dst" });
         await bed.ExpectAsync("m5:ready", "m5:READY");
