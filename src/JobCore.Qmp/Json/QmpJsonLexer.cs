@@ -73,10 +73,6 @@ internal sealed class QmpJsonLexer
                 // QEMU's guard against one token growing without bound: hand over what we have and start afresh.
                 Emit(QmpTokenKind.Oversized);
                 _state = State.Start;
-                if (_token.Length > 1 << 16)
-                {
-                    _token = new byte[256];
-                }
             }
         }
     }
@@ -328,5 +324,10 @@ internal sealed class QmpJsonLexer
         var length = _length;
         _length = 0;
         _emit(kind, _token.AsSpan(0, length));
+        if (_token.Length > 1 << 20)
+        {
+            // Do not keep a huge buffer for the rest of the connection after one big string.
+            _token = new byte[256];
+        }
     }
 }
