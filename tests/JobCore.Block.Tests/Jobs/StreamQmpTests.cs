@@ -24,6 +24,7 @@ public sealed class StreamQmpTests
         ["stream-manual"],
         ["commit"],
         ["commit-failed"],
+        ["commit-active"],
     ];
 
     [TestMethod]
@@ -200,6 +201,13 @@ public sealed class StreamQmpTests
             case "commit-failed":
                 await c.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "c", ["device"] = "top", ["top-node"] = "mid" });
                 events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "c", "null"));
+                break;
+            case "commit-active":
+                // block-commit of the active layer runs on the mirror engine: READY, then complete.
+                await c.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "a", ["device"] = "top" });
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "a", "BLOCK_JOB_READY"));
+                await c.ExecuteAsync("job-complete", new JsonObject { ["id"] = "a" });
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "a", "null"));
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(scenario));
