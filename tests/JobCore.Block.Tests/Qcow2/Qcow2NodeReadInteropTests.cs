@@ -48,6 +48,22 @@ public sealed class Qcow2NodeReadInteropTests
     }
 
     [TestMethod]
+    [DataRow(512)]
+    [DataRow(2097152)]
+    public async Task Image_made_by_convert_reads_back_identically(int clusterSize)
+    {
+        using var scratch = new ScratchFolder();
+        string raw = scratch.File("src.raw");
+        string image = scratch.File("v.qcow2");
+        byte[] data = CompressibleData((5 << 20) + 4608, seed: 17);
+        await File.WriteAllBytesAsync(raw, data);
+        await QemuImg.ImgOkAsync("convert", "-f", "raw", "-O", "qcow2", "-o", $"cluster_size={clusterSize}", raw, image);
+
+        await using var opened = await OpenedQcow2.OpenAsync(image, readOnly: true);
+        ImageData.AssertSame(data, await ImageData.ReadAllAsync(opened.Node), "converted data");
+    }
+
+    [TestMethod]
     public async Task Backing_chain_of_three_reads_like_qemu()
     {
         using var scratch = new ScratchFolder();
