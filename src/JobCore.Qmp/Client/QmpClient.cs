@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
+using System.Text.Json;
 using JobCore.Qmp.Json;
 
 namespace JobCore.Qmp;
@@ -238,9 +239,9 @@ public sealed class QmpClient : IAsyncDisposable
 
     private async Task ReadLoopAsync()
     {
-        // The client accepts what any QEMU sends, so it parses with the same tolerant streamer as the server.
-        var streamer = new QmpJsonStreamer(new QmpLimits());
+        // QMP servers (QEMU and jobcored) write one message per line, so lines are parsed directly.
         var buffer = new byte[64 * 1024];
+        var pending = new MemoryStream();
         try
         {
             while (true)
@@ -251,15 +252,25 @@ public sealed class QmpClient : IAsyncDisposable
                     break;
                 }
 
-                foreach (var message in streamer.Feed(buffer.AsSpan(0, n)))
+                var chunk = buffer.AsSpan(0, n);
+                int newline;
+                while ((newline = chunk.IndexOf((byte)'\n')) >= 0)
                 {
-                    if (message.Value is JsonObject obj)
+                    if (pending.Length > 0)
                     {
-                        // Re-read through System.Text.Json so callers get its lenient number conversions
-                        // (GetValue<int> on any integer that fits).
-                        Deliver(JsonNode.Parse(QmpJsonWriter.ToText(obj))!.AsObject());
+                        pending.Write(chunk[..newline]);
+                        DeliverLine(pending.GetBuffer().AsSpan(0, (int)pending.Length));
+                        pending.SetLength(0);
                     }
+                    else
+                    {
+                        DeliverLine(chunk[..newline]);
+                    }
+
+                    chunk = chunk[(newline + 1)..];
                 }
+
+                pending.Write(chunk);
             }
         }
         catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
@@ -278,6 +289,34 @@ public sealed class QmpClient : IAsyncDisposable
                     tcs.TrySetException(new IOException("QMP connection closed before the reply"));
                 }
             }
+        }
+    }
+
+    private void DeliverLine(ReadOnlySpan<byte> line)
+    {
+        if (line.Trim(" \t\r"u8).IsEmpty)
+        {
+            return;
+        }
+
+        JsonNode? node;
+        try
+        {
+            // Ids are echoed verbatim and may nest as deep as the server accepts (1024 for QEMU and jobcored).
+            node = JsonNode.Parse(line, documentOptions: new JsonDocumentOptions { MaxDepth = 2048 });
+        }
+        catch (Exception ex) when (ex is JsonException or ArgumentException or InvalidOperationException)
+        {
+            // Not JSON (QEMU prints an id of 1e400 as "inf"): still answer the waiting request, with an error.
+            node = new JsonObject
+            {
+                ["error"] = new JsonObject { ["class"] = QmpErrorClass.GenericError, ["desc"] = "unparsable message from the server: " + ex.Message },
+            };
+        }
+
+        if (node is JsonObject message)
+        {
+            Deliver(message);
         }
     }
 

@@ -64,21 +64,24 @@ public sealed class JobcoredProtocolTests
     [TestMethod]
     public async Task The_id_is_echoed_verbatim_for_every_JSON_type()
     {
-        string[] ids = ["1", "-7", "1.5", "18446744073709551615", "\"x\"", "\"\\u00e9\"", "null", "true", "[]", "{}", "[1, {\"a\": null}]", "{\"b\": [true, \"s\"]}"];
+        string[] ids = ["1", "-7", "1.5", "18446744073709551615", "\"x\"", "\"\\u00e9\"", "null", "true", "[]", "{}", "[1, {\"a\": null}]", "{\"b\": [true, \"s\"]}",
+            new string('[', 1000) + new string(']', 1000)];
         await using var daemon = Jobcored.Start();
         await using var client = await daemon.ConnectAsync();
         foreach (var id in ids)
         {
             var ok = await RawConversation.SendAsync(client, Encoding.UTF8.GetBytes("{\"execute\": \"query-version\", \"id\": " + id + "}"));
             Assert.AreEqual(1, ok.Count, id);
-            Assert.IsTrue(JsonNode.DeepEquals(JsonNode.Parse(id), ok[0]["id"]), $"id {id} came back as {ok[0]["id"]?.ToJsonString()}");
+            Assert.IsTrue(JsonNode.DeepEquals(Parse(id), ok[0]["id"]), $"id {id} came back as {ok[0]["id"]?.ToJsonString()}");
             Assert.IsTrue(ok[0].ContainsKey("return"));
 
             var failed = await RawConversation.SendAsync(client, Encoding.UTF8.GetBytes("{\"execute\": \"nope\", \"id\": " + id + "}"));
             Assert.IsTrue(failed[0].ContainsKey("id"), id);
-            Assert.IsTrue(JsonNode.DeepEquals(JsonNode.Parse(id), failed[0]["id"]), id);
+            Assert.IsTrue(JsonNode.DeepEquals(Parse(id), failed[0]["id"]), id);
         }
     }
+
+    private static JsonNode? Parse(string json) => JsonNode.Parse(json, documentOptions: new System.Text.Json.JsonDocumentOptions { MaxDepth = 2048 });
 
     public static IEnumerable<object[]> BadInputs =>
     [
