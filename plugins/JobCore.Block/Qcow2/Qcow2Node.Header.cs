@@ -176,17 +176,17 @@ public sealed partial class Qcow2Node
             _header.AutoclearFeatures = 0;
             try
             {
-                _ = _header.Serialize();
+                await WriteHeaderAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (BlockIOException)
+            catch
             {
+                // A name that does not fit (EINVAL) or a failed write: memory keeps describing the old header.
                 _header.BackingFile = oldFile;
                 _header.BackingFormat = oldFormat;
                 _header.AutoclearFeatures = oldAutoclear;
                 throw;
             }
 
-            await WriteHeaderAsync(cancellationToken).ConfigureAwait(false);
             _firstWritePrepared = true;
         }
         catch (Qcow2CorruptionException e)

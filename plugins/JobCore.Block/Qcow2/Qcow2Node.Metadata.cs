@@ -874,10 +874,20 @@ public sealed partial class Qcow2Node
             return;
         }
 
-        if (_header.AutoclearFeatures != 0)
+        ulong autoclear = _header.AutoclearFeatures;
+        if (autoclear != 0)
         {
             _header.AutoclearFeatures = 0;
-            await WriteHeaderAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await WriteHeaderAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                // Keep memory in step with the disk so the next write tries again.
+                _header.AutoclearFeatures = autoclear;
+                throw;
+            }
         }
 
         _firstWritePrepared = true;

@@ -172,6 +172,24 @@ public sealed class Qcow2NodeWriteInteropTests
     }
 
     [TestMethod]
+    public async Task A_backing_name_that_does_not_fit_is_refused_and_leaves_the_header_alone()
+    {
+        using var scratch = new ScratchFolder();
+        string image = scratch.File("n.qcow2");
+        await Qcow2Node.CreateAsync(image, new Qcow2CreateOptions { Size = 1 << 20, ClusterSize = 512 });
+        byte[] before = await File.ReadAllBytesAsync(image);
+        await using (var opened = await OpenedQcow2.OpenAsync(image, readOnly: false))
+        {
+            var e = await Assert.ThrowsExactlyAsync<BlockIOException>(async () => await opened.Node.ChangeBackingFileAsync(new string('x', 1000), "raw"));
+            Assert.AreEqual(BlockIOException.EINVAL, e.Errno);
+            Assert.IsNull(opened.Node.BackingFileName);
+            Assert.IsNull(opened.Node.BackingFormat);
+        }
+
+        CollectionAssert.AreEqual(before, await File.ReadAllBytesAsync(image));
+    }
+
+    [TestMethod]
     public async Task Concurrent_writers_and_readers_keep_the_image_consistent()
     {
         using var scratch = new ScratchFolder();
