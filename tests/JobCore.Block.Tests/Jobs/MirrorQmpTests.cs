@@ -27,6 +27,8 @@ public sealed class MirrorQmpTests
         ["drive-mirror-top"],
         ["target-error-report"],
         ["target-error-stop"],
+        ["active-commit"],
+        ["active-commit-soft-cancel"],
     ];
 
     [TestMethod]
@@ -205,6 +207,15 @@ public sealed class MirrorQmpTests
                     await c.ExecuteAsync("job-complete", new JsonObject { ["id"] = "m" });
                 }
 
+                break;
+            case "active-commit":
+            case "active-commit-soft-cancel":
+                await OpenAsync(peer, "src", "dst");
+                await c.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "m", ["device"] = "src" });
+                events.AddRange(await ReadJobEventsAsync(c, "m", "BLOCK_JOB_READY"));
+                await c.ExecuteAsync(
+                    scenario == "active-commit" ? "job-complete" : "block-job-cancel",
+                    scenario == "active-commit" ? new JsonObject { ["id"] = "m" } : new JsonObject { ["device"] = "m" });
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(scenario));
