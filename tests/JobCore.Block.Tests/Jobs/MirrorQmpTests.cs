@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using JobCore.Block.Tests.Interop;
@@ -15,7 +14,6 @@ namespace JobCore.Block.Tests.Jobs;
 public sealed class MirrorQmpTests
 {
     private const string ImageSize = "4M";
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
     public static IEnumerable<object[]> Scenarios =>
     [
@@ -36,12 +34,12 @@ public sealed class MirrorQmpTests
     public async Task Event_sequence_matches_qemu(string scenario)
     {
         List<string> qemu, ours;
-        await using (var peer = await MirrorPeer.StartAsync(qemu: true))
+        await using (QmpJobPeer peer = await QmpJobPeer.StartQemuAsync())
         {
             qemu = await RunAsync(peer, scenario);
         }
 
-        await using (var peer = await MirrorPeer.StartAsync(qemu: false))
+        await using (QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync())
         {
             ours = await RunAsync(peer, scenario);
         }
@@ -52,16 +50,16 @@ public sealed class MirrorQmpTests
     [TestMethod]
     public async Task Jobcored_mirror_sends_ready_then_complete_events_and_the_target_equals_the_source()
     {
-        await using var peer = await MirrorPeer.StartAsync(qemu: false);
+        await using QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync();
         await OpenAsync(peer, "src", "dst");
         await peer.Client.ExecuteAsync("blockdev-mirror", new JsonObject { ["job-id"] = "m", ["device"] = "src", ["target"] = "dst", ["sync"] = "full" });
-        List<string> events = await ReadJobEventsAsync(peer.Client, "m", "BLOCK_JOB_READY");
+        List<string> events = await QmpJobPeer.ReadJobEventsAsync(peer.Client, "m", "BLOCK_JOB_READY");
         JsonNode? jobs = await peer.Client.ExecuteAsync("query-block-jobs");
         JsonObject info = jobs!.AsArray().Single()!.AsObject();
         Assert.AreEqual("ready", info["status"]!.GetValue<string>());
         Assert.IsFalse(info["actively-synced"]!.GetValue<bool>());
         await peer.Client.ExecuteAsync("job-complete", new JsonObject { ["id"] = "m" });
-        events.AddRange(await ReadJobEventsAsync(peer.Client, "m", "null"));
+        events.AddRange(await QmpJobPeer.ReadJobEventsAsync(peer.Client, "m", "null"));
         string len = "4194304"; // sync=full onto a target not known to be zero: the whole disk
         CollectionAssert.AreEqual(
             new[]
@@ -74,8 +72,12 @@ public sealed class MirrorQmpTests
             },
             events,
             string.Join("\n", events));
-        await peer.Client.ExecuteAsync("quit");
-        ToolResult compare = await QemuImg.ImgAsync("compare", peer.File("src.qcow2"), peer.File("dst.qcow2"));
+        foreach (string node in new[] { "dst", "src", "base" })
+        {
+            await peer.Client.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = node });
+        }
+
+        ToolResult compare = await QemuImg.ImgAsync("compare", File(peer, "src.qcow2"), File(peer, "dst.qcow2"));
         Assert.AreEqual(0, compare.ExitCode, compare.All);
     }
 
@@ -102,12 +104,12 @@ public sealed class MirrorQmpTests
         ];
 
         List<string> qemu, ours;
-        await using (var peer = await MirrorPeer.StartAsync(qemu: true))
+        await using (QmpJobPeer peer = await QmpJobPeer.StartQemuAsync())
         {
             qemu = await AnswersAsync(peer, commands);
         }
 
-        await using (var peer = await MirrorPeer.StartAsync(qemu: false))
+        await using (QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync())
         {
             ours = await AnswersAsync(peer, commands);
         }
@@ -118,7 +120,7 @@ public sealed class MirrorQmpTests
         }
     }
 
-    private static async Task<List<string>> AnswersAsync(MirrorPeer peer, string[] commands)
+    private static async Task<List<string>> AnswersAsync(QmpJobPeer peer, string[] commands)
     {
         await OpenAsync(peer, "src", "dst");
         var answers = new List<string>();
@@ -133,14 +135,14 @@ public sealed class MirrorQmpTests
 
     // src: 4 MiB qcow2 with 3 MiB of data in two layers' worth of patterns; dst: an empty qcow2 of the same size (or
     // twice the size, or behind a blkdebug that fails the first write with EIO).
-    private static async Task OpenAsync(MirrorPeer peer, string source, string target, string targetSize = ImageSize, string? targetRule = null)
+    private static async Task OpenAsync(QmpJobPeer peer, string source, string target, string targetSize = ImageSize, string? targetRule = null)
     {
-        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", peer.File("base.qcow2"), ImageSize);
-        await QemuImg.IoCommandsAsync(peer.File("base.qcow2"), "qcow2", "write -P 0x11 0 1M");
-        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", peer.File("src.qcow2"), ImageSize);
-        await QemuImg.IoCommandsAsync(peer.File("src.qcow2"), "qcow2", "write -P 0x22 1M 2M");
-        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", peer.File("dst.qcow2"), targetSize);
-        string F(string name) => JsonSerializer.Serialize(peer.File(name));
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", File(peer, "base.qcow2"), ImageSize);
+        await QemuImg.IoCommandsAsync(File(peer, "base.qcow2"), "qcow2", "write -P 0x11 0 1M");
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", File(peer, "src.qcow2"), ImageSize);
+        await QemuImg.IoCommandsAsync(File(peer, "src.qcow2"), "qcow2", "write -P 0x22 1M 2M");
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", File(peer, "dst.qcow2"), targetSize);
+        string F(string name) => JsonSerializer.Serialize(File(peer, name));
         await Add(peer, $$"""{"driver":"qcow2","node-name":"base","file":{"driver":"file","filename":{{F("base.qcow2")}}},"backing":null}""");
         await Add(peer, $$"""{"driver":"qcow2","node-name":"{{source}}","file":{"driver":"file","filename":{{F("src.qcow2")}}},"backing":"base"}""");
         string file = $$"""{"driver":"file","filename":{{F("dst.qcow2")}}}""";
@@ -152,9 +154,11 @@ public sealed class MirrorQmpTests
         await Add(peer, $$"""{"driver":"qcow2","node-name":"{{target}}","file":{{file}}}""");
     }
 
-    private static Task<JsonNode?> Add(MirrorPeer peer, string json) => peer.Client.ExecuteAsync("blockdev-add", JsonNode.Parse(json)!.AsObject());
+    private static string File(QmpJobPeer peer, string name) => Path.Combine(peer.Directory, name);
 
-    private static async Task<List<string>> RunAsync(MirrorPeer peer, string scenario)
+    private static Task<JsonNode?> Add(QmpJobPeer peer, string json) => peer.Client.ExecuteAsync("blockdev-add", JsonNode.Parse(json)!.AsObject());
+
+    private static async Task<List<string>> RunAsync(QmpJobPeer peer, string scenario)
     {
         QmpClient c = peer.Client;
         var mirror = new JsonObject { ["job-id"] = "m", ["device"] = "src", ["target"] = "dst", ["sync"] = "full" };
@@ -166,7 +170,7 @@ public sealed class MirrorQmpTests
             case "force-cancel-after-ready":
                 await OpenAsync(peer, "src", "dst");
                 await c.ExecuteAsync("blockdev-mirror", mirror);
-                events.AddRange(await ReadJobEventsAsync(c, "m", "BLOCK_JOB_READY"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "m", "BLOCK_JOB_READY"));
                 await c.ExecuteAsync(
                     scenario == "complete" ? "job-complete" : scenario == "soft-cancel" ? "block-job-cancel" : "job-cancel",
                     scenario == "soft-cancel" ? new JsonObject { ["device"] = "m" } : new JsonObject { ["id"] = "m" });
@@ -175,7 +179,7 @@ public sealed class MirrorQmpTests
                 await OpenAsync(peer, "src", "dst");
                 mirror["speed"] = 1;
                 await c.ExecuteAsync("blockdev-mirror", mirror);
-                events.AddRange(await ReadJobEventsAsync(c, "m", "running"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "m", "running"));
                 await c.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = "m" });
                 break;
             case "size-mismatch":
@@ -186,9 +190,9 @@ public sealed class MirrorQmpTests
                 await OpenAsync(peer, "src", "unused");
                 await c.ExecuteAsync("drive-mirror", new JsonObject
                 {
-                    ["job-id"] = "m", ["device"] = "src", ["target"] = peer.File("new.qcow2"), ["format"] = "qcow2", ["sync"] = "top",
+                    ["job-id"] = "m", ["device"] = "src", ["target"] = File(peer, "new.qcow2"), ["format"] = "qcow2", ["sync"] = "top",
                 });
-                events.AddRange(await ReadJobEventsAsync(c, "m", "BLOCK_JOB_READY"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "m", "BLOCK_JOB_READY"));
                 await c.ExecuteAsync("job-complete", new JsonObject { ["id"] = "m" });
                 break;
             case "target-error-report":
@@ -199,11 +203,11 @@ public sealed class MirrorQmpTests
                 await c.ExecuteAsync("blockdev-mirror", mirror);
                 if (stop)
                 {
-                    events.AddRange(await ReadJobEventsAsync(c, "m", "paused"));
+                    events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "m", "paused"));
                     JsonObject job = (await c.ExecuteAsync("query-block-jobs"))!.AsArray().Single()!.AsObject();
                     events.Add($"io-status={job["io-status"]} paused={job["paused"]} status={job["status"]}");
                     await c.ExecuteAsync("job-resume", new JsonObject { ["id"] = "m" });
-                    events.AddRange(await ReadJobEventsAsync(c, "m", "BLOCK_JOB_READY"));
+                    events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "m", "BLOCK_JOB_READY"));
                     await c.ExecuteAsync("job-complete", new JsonObject { ["id"] = "m" });
                 }
 
@@ -212,7 +216,7 @@ public sealed class MirrorQmpTests
             case "active-commit-soft-cancel":
                 await OpenAsync(peer, "src", "dst");
                 await c.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "m", ["device"] = "src" });
-                events.AddRange(await ReadJobEventsAsync(c, "m", "BLOCK_JOB_READY"));
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "m", "BLOCK_JOB_READY"));
                 await c.ExecuteAsync(
                     scenario == "active-commit" ? "job-complete" : "block-job-cancel",
                     scenario == "active-commit" ? new JsonObject { ["id"] = "m" } : new JsonObject { ["device"] = "m" });
@@ -221,141 +225,7 @@ public sealed class MirrorQmpTests
                 throw new ArgumentOutOfRangeException(nameof(scenario));
         }
 
-        events.AddRange(await ReadJobEventsAsync(c, "m", "null"));
+        events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "m", "null"));
         return events;
-    }
-
-    /// <summary>Reads events about <paramref name="job"/> up to one whose short name is <paramref name="last"/>.</summary>
-    private static async Task<List<string>> ReadJobEventsAsync(QmpClient client, string job, string last)
-    {
-        var seen = new List<string>();
-        using var cts = new CancellationTokenSource(Timeout);
-        try
-        {
-            while (true)
-            {
-                JsonObject e = await client.Events.ReadAsync(cts.Token);
-                JsonObject data = e["data"]?.AsObject() ?? [];
-                if ((data["id"] ?? data["device"])?.GetValue<string>() != job)
-                {
-                    continue;
-                }
-
-                string name = e["event"]!.GetValue<string>();
-                string shortName = name == "JOB_STATUS_CHANGE" ? data["status"]!.GetValue<string>() : name;
-                JsonObject copy = data.DeepClone().AsObject();
-                if (name is "BLOCK_JOB_CANCELLED" or "BLOCK_JOB_ERROR" || copy["error"] is not null)
-                {
-                    copy.Remove("offset"); // where a cancel or an error lands depends on which copies were in flight
-                }
-
-                seen.Add(name == "JOB_STATUS_CHANGE"
-                    ? shortName
-                    : name + " {" + string.Join(",", copy.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value?.ToJsonString()}")) + "}");
-                if (shortName == last)
-                {
-                    return seen;
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            throw new AssertFailedException($"job '{job}' never sent '{last}'; saw: {string.Join(", ", seen)}");
-        }
-    }
-
-    /// <summary>qemu-system-x86_64 or jobcored (with the block plugin) in a temp folder, with a negotiated QMP client.</summary>
-    private sealed class MirrorPeer : IAsyncDisposable
-    {
-        private readonly Process _process;
-        private readonly string _folder;
-
-        private MirrorPeer(Process process, string folder, QmpClient client)
-        {
-            _process = process;
-            _folder = folder;
-            Client = client;
-        }
-
-        public QmpClient Client { get; }
-
-        public string File(string name) => Path.Combine(_folder, name);
-
-        public static async Task<MirrorPeer> StartAsync(bool qemu)
-        {
-            string folder = Path.Combine(Path.GetTempPath(), "jobcore-mirrorqmp-" + Guid.NewGuid().ToString("N"));
-            Directory.CreateDirectory(folder);
-            string socket = Path.Combine(folder, "qmp.sock");
-            var psi = new ProcessStartInfo(qemu ? "/usr/bin/qemu-system-x86_64" : "dotnet")
-            {
-                UseShellExecute = false,
-                RedirectStandardInput = true,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                WorkingDirectory = folder,
-            };
-            string[] args;
-            if (qemu)
-            {
-                args = ["-machine", "none", "-nodefaults", "-display", "none", "-qmp", $"unix:{socket},server=on,wait=off"];
-            }
-            else
-            {
-                string plugins = Path.Combine(folder, "plugins");
-                Directory.CreateDirectory(plugins);
-                string plugin = typeof(JobCore.Block.BlockPlugin).Assembly.Location;
-                System.IO.File.Copy(plugin, Path.Combine(plugins, Path.GetFileName(plugin)));
-                args = [Path.Combine(AppContext.BaseDirectory, "jobcored.dll"), "--qmp", $"unix:{socket},server=on,wait=off", "--plugins", plugins];
-            }
-
-            foreach (string a in args)
-            {
-                psi.ArgumentList.Add(a);
-            }
-
-            Process process = Process.Start(psi) ?? throw new AssertFailedException($"{psi.FileName} did not start");
-            process.OutputDataReceived += static (_, _) => { };
-            process.ErrorDataReceived += static (_, _) => { };
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            QmpClient client = await QmpClient.ConnectAsync("unix:" + socket, TimeSpan.FromSeconds(30));
-            await client.NegotiateAsync();
-            return new MirrorPeer(process, folder, client);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            try
-            {
-                await Client.ExecuteAsync("quit");
-            }
-            catch (Exception e) when (e is IOException or QmpException or ObjectDisposedException or InvalidOperationException)
-            {
-                // Already gone.
-            }
-
-            await Client.DisposeAsync();
-            using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
-            {
-                try
-                {
-                    await _process.WaitForExitAsync(cts.Token);
-                }
-                catch (OperationCanceledException)
-                {
-                    _process.Kill(entireProcessTree: true);
-                }
-            }
-
-            _process.Dispose();
-            try
-            {
-                Directory.Delete(_folder, recursive: true);
-            }
-            catch (IOException)
-            {
-                // Best effort.
-            }
-        }
     }
 }
