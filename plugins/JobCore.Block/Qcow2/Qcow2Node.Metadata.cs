@@ -293,6 +293,32 @@ public sealed partial class Qcow2Node
 
         (long host, count) = await AllocateRunAsync(count, allowShorter: true, cancellationToken).ConfigureAwait(false);
         int n = (int)Math.Min(data.Length, ((long)count << _clusterBits) - intra);
+        try
+        {
+            await WriteNewClustersAsync(host, count, intra, n, data, l2.Data, l2Index, guestCluster, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Nothing references the new clusters yet (ENOSPC, EIO...): give them back at once instead of leaking them.
+            await DropReferencesNowAsync(host >> _clusterBits, count, CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+
+        for (int k = 0; k < count; k++)
+        {
+            ulong old = TableEntry(l2.Data, l2Index + k);
+            SetTableEntry(l2.Data, l2Index + k, (ulong)(host + ((long)k << _clusterBits)) | OflagCopied);
+            QueueFree(old);
+        }
+
+        _l2Cache.MarkDirty(l2);
+        return n;
+    }
+
+    /// <summary>Writes the request's bytes into new host clusters, filling partial clusters from their old content.</summary>
+    private async ValueTask WriteNewClustersAsync(long host, int count, int intra, int n, ReadOnlyMemory<byte> data, byte[] l2, int l2Index,
+        long guestCluster, CancellationToken cancellationToken)
+    {
         int fullStart = -1;
         for (int k = 0; k < count; k++)
         {
@@ -312,21 +338,11 @@ public sealed partial class Qcow2Node
 
             await WriteFullRunAsync(host, fullStart, k, intra, data, cancellationToken).ConfigureAwait(false);
             fullStart = -1;
-            await WritePartialClusterAsync(host + clusterStart, TableEntry(l2.Data, l2Index + k), guestCluster + k,
+            await WritePartialClusterAsync(host + clusterStart, TableEntry(l2, l2Index + k), guestCluster + k,
                 from - (int)clusterStart, data.Slice(from - intra, to - from), cancellationToken).ConfigureAwait(false);
         }
 
         await WriteFullRunAsync(host, fullStart, count, intra, data, cancellationToken).ConfigureAwait(false);
-
-        for (int k = 0; k < count; k++)
-        {
-            ulong old = TableEntry(l2.Data, l2Index + k);
-            SetTableEntry(l2.Data, l2Index + k, (ulong)(host + ((long)k << _clusterBits)) | OflagCopied);
-            QueueFree(old);
-        }
-
-        _l2Cache.MarkDirty(l2);
-        return n;
     }
 
     private async ValueTask WriteFullRunAsync(long host, int fromCluster, int toCluster, int intra, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
