@@ -31,4 +31,7 @@ internal static partial class QmpLog
 
     [LoggerMessage(9, LogLevel.Information, "QMP client {Client} negotiated; it now receives events")]
     public static partial void Negotiated(ILogger logger, string client);
+
+    [LoggerMessage(10, LogLevel.Error, "QMP client {Client}: internal error; closing the connection")]
+    public static partial void SessionFailed(ILogger logger, Exception exception, string client);
 }

@@ -85,6 +85,11 @@ internal sealed class QmpSession
         {
             QmpLog.ConnectionEnded(_logger, Name, ex.GetType().Name);
         }
+        catch (Exception ex)
+        {
+            // A bug must cost this one connection, never the daemon.
+            QmpLog.SessionFailed(_logger, ex, Name);
+        }
         finally
         {
             await reg.DisposeAsync().ConfigureAwait(false);
