@@ -49,16 +49,18 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
     }
 
     /// <summary>
-    /// Prepares an intermediate commit resolved by <see cref="CommitPlan.Resolve"/> (base reopened read-write,
-    /// <c>commit_top</c> filter above the top, nodes held) and creates and starts the job; the graph is left as it
-    /// was when the job cannot be created.
+    /// <c>block-commit</c>: resolves the nodes with <see cref="CommitPlan.Resolve"/> (QEMU's checks and texts). When
+    /// the top is the active layer the mirror engine runs it (an <see cref="ActiveCommitOptions"/> job of type
+    /// <c>commit</c> that reaches ready); otherwise this prepares an intermediate commit (base reopened read-write,
+    /// <c>commit_top</c> filter above the top, nodes held). Either way the job is created and started here (its
+    /// <c>created</c> and <c>running</c> events precede the return); the graph is left as it was when it cannot be.
     /// </summary>
     /// <param name="engine">The job engine.</param>
     /// <param name="graph">The block graph.</param>
     /// <param name="options">The commit's options; a null id defaults to the device name (<c>Invalid job ID ''</c> for a node without one).</param>
     /// <param name="cancellationToken">Cancels the graph changes before the job exists.</param>
     /// <returns>The running job.</returns>
-    /// <exception cref="BlockGraphException">A refusal with QEMU's text; <c>active commit</c> targets are refused here (see <see cref="CommitPlan.Resolve"/>).</exception>
+    /// <exception cref="BlockGraphException">A refusal with QEMU's text (see <see cref="CommitPlan.Resolve"/>).</exception>
     /// <exception cref="JobException">The job could not be created.</exception>
     public static async Task<Job> StartAsync(JobEngine engine, BlockGraph graph, CommitJobOptions options, CancellationToken cancellationToken = default)
     {
@@ -67,7 +69,19 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
         CommitTarget target = CommitPlan.Resolve(graph, options);
         if (target.IsActive)
         {
-            throw new BlockGraphException("Active commit (top is the active layer) is run by the mirror engine; use block-commit over QMP");
+            Job job = engine.Create(new ActiveCommitOptions
+            {
+                Id = options.Id ?? string.Empty,
+                Device = target.Top.NodeName,
+                BaseNode = target.Base.NodeName,
+                OnError = options.OnError,
+                Speed = options.Speed,
+                FilterNodeName = options.FilterNodeName,
+                AutoFinalize = options.AutoFinalize,
+                AutoDismiss = options.AutoDismiss,
+            });
+            job.Start();
+            return job;
         }
 
         CommitPlan plan = await CommitPlan.PrepareAsync(graph, target, options, cancellationToken).ConfigureAwait(false);

@@ -142,26 +142,7 @@ internal sealed class BlockCommands : QmpCommandModule
             BackingFile = Str(args, "backing-file"),
             BackingMaskProtocol = Flag(args, "backing-mask-protocol") ?? false,
         };
-        CommitTarget target = CommitPlan.Resolve(graph, options);
-        if (!target.IsActive)
-        {
-            await CommitJob.StartAsync(engine, graph, options, cancellationToken).ConfigureAwait(false);
-            return null;
-        }
-
-        // Top is the active layer: the mirror engine copies into the base (job type 'commit', READY, complete).
-        Job job = engine.Create(new ActiveCommitOptions
-        {
-            Id = options.Id ?? string.Empty,
-            Device = target.Top.NodeName,
-            BaseNode = target.Base.NodeName,
-            OnError = options.OnError,
-            Speed = options.Speed,
-            FilterNodeName = options.FilterNodeName,
-            AutoFinalize = options.AutoFinalize,
-            AutoDismiss = options.AutoDismiss,
-        });
-        job.Start();
+        await CommitJob.StartAsync(engine, graph, options, cancellationToken).ConfigureAwait(false);
         return null;
     }
 

@@ -57,6 +57,19 @@ public sealed class CommitJobTests
     }
 
     [TestMethod]
+    public async Task Commit_of_the_active_layer_runs_on_the_mirror_engine_and_completes_into_the_base()
+    {
+        await using var chain = await StreamTestChain.CreateAsync();
+        Job job = await chain.CommitAsync(new CommitJobOptions { Id = "a", Device = "top" });
+        Assert.AreEqual("commit", job.Type);
+        await chain.WaitForEventAsync("a", e => e is JobReadyEvent);
+        job.Complete();
+        JobInfo info = await StreamTestChain.FinishAsync(job);
+        Assert.IsNull(info.Error);
+        await chain.VerifyAsync(chain.BasePath, StreamTestChain.TopView);
+    }
+
+    [TestMethod]
     public async Task Refusals_follow_QEMUs_order_and_texts()
     {
         await using var chain = await StreamTestChain.CreateAsync();

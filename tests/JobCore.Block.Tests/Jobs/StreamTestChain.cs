@@ -35,6 +35,7 @@ internal sealed class StreamTestChain : IAsyncDisposable
         var registry = new JobTypeRegistry();
         registry.Add<StreamJob, StreamJobOptions>("stream", (_, _) => new StreamJob(Graph));
         registry.Add<CommitJob, CommitJobOptions>("commit", (_, _) => new CommitJob(Graph));
+        registry.AddMirrorJobs(_ => Graph);
         Engine = new JobEngine(registry);
         Events = Engine.Subscribe();
     }
