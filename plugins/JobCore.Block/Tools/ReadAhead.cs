@@ -1,23 +1,40 @@
+using System.Runtime.InteropServices;
+
 namespace JobCore.Block.Tools;
 
 /// <summary>
 /// A fixed set of large buffers and a first-in-first-out queue of reads in flight into them: callers start reads
 /// while buffers are free and take the results in the order started. Buffers are allocated once (pinned, never
-/// cleared) so a copy loop does not allocate per chunk.
+/// cleared, page aligned) so a copy loop does not allocate per chunk.
 /// </summary>
 internal sealed class ReadAhead
 {
-    private readonly Stack<byte[]> _free;
+    /// <summary>
+    /// Buffers start on a page boundary: the kernel copies between the page cache and a user buffer much faster
+    /// when both are aligned (a byte[]'s data is only 8-byte aligned, which doubles the CPU time of pread/pwrite).
+    /// </summary>
+    internal const int Alignment = 4096;
+
+    private readonly Stack<Memory<byte>> _free;
     private readonly Queue<Slot> _pending = new();
 
     /// <summary>Allocates <paramref name="buffers"/> buffers of <paramref name="bufferSize"/> bytes.</summary>
     public ReadAhead(int buffers, int bufferSize)
     {
-        _free = new Stack<byte[]>(buffers);
+        _free = new Stack<Memory<byte>>(buffers);
         for (var i = 0; i < buffers; i++)
         {
-            _free.Push(GC.AllocateUninitializedArray<byte>(bufferSize, pinned: true));
+            _free.Push(AllocateAligned(bufferSize));
         }
+    }
+
+    /// <summary>A page-aligned buffer of <paramref name="size"/> bytes: a slice of a pinned (never moved) array.</summary>
+    internal static Memory<byte> AllocateAligned(int size)
+    {
+        var array = GC.AllocateUninitializedArray<byte>(size + Alignment, pinned: true);
+        var address = (long)Marshal.UnsafeAddrOfPinnedArrayElement(array, 0);
+        var skip = (int)((Alignment - (address % Alignment)) % Alignment);
+        return array.AsMemory(skip, size);
     }
 
     /// <summary>One read: where it came from and the buffer holding it.</summary>
@@ -25,10 +42,10 @@ internal sealed class ReadAhead
     /// <param name="Buffer">The whole buffer (hand it back with <see cref="Return"/>).</param>
     /// <param name="Length">How many bytes were read into <paramref name="Buffer"/>.</param>
     /// <param name="Read">The read in flight.</param>
-    internal readonly record struct Slot(long Offset, byte[] Buffer, int Length, Task Read)
+    internal readonly record struct Slot(long Offset, Memory<byte> Buffer, int Length, Task Read)
     {
         /// <summary>The bytes read.</summary>
-        public Memory<byte> Data => Buffer.AsMemory(0, Length);
+        public Memory<byte> Data => Buffer[..Length];
     }
 
     /// <summary>Reads in flight (started, not yet taken).</summary>
@@ -42,7 +59,7 @@ internal sealed class ReadAhead
     {
         ArgumentNullException.ThrowIfNull(read);
         var buffer = _free.Pop();
-        _pending.Enqueue(new Slot(offset, buffer, length, read(buffer.AsMemory(0, length)).AsTask()));
+        _pending.Enqueue(new Slot(offset, buffer, length, read(buffer[..length]).AsTask()));
     }
 
     /// <summary>Waits for the oldest read and returns it; its buffer stays taken until <see cref="Return"/>.</summary>
