@@ -70,3 +70,35 @@ internal static class ChainStatus
     private static long? HostOffset(BlockNode node, BlockStatus status) =>
         node.DriverName is "raw" or "file" ? status.Offset : null;
 }
+
+/// <summary>
+/// Walks one chain forwards and remembers the last extent it got: a copy loop asks about the whole rest of the
+/// image but consumes the answer chunk by chunk, so later chunks of the same extent are answered from memory instead
+/// of asking the drivers again (which would rescan the mapping tables from the chunk to the image end every time).
+/// Only for images nobody writes while the cursor is in use.
+/// </summary>
+internal sealed class ChainStatusCursor(BlockNode top)
+{
+    private ChainExtent _last;
+    private bool _valid;
+
+    /// <summary>The status of the extent starting at <paramref name="offset"/>, at most <paramref name="length"/> bytes long.</summary>
+    public async ValueTask<ChainExtent> GetAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        if (_valid && offset >= _last.Start && offset < _last.Start + _last.Length)
+        {
+            var skip = offset - _last.Start;
+            return _last with
+            {
+                Start = offset,
+                Length = Math.Min(length, _last.Length - skip),
+                Offset = _last.Offset + skip,
+            };
+        }
+
+        _last = await ChainStatus.GetAsync(top, offset, length, cancellationToken).ConfigureAwait(false);
+        _valid = true;
+        return _last;
+    }
+}

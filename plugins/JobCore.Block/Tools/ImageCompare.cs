@@ -50,11 +50,12 @@ internal static class ImageCompare
 
         var larger = first.Size > second.Size ? first : second;
         var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+        var status = new ChainStatusCursor(larger);
         try
         {
             for (long offset = common; offset < larger.Size;)
             {
-                var s = await ChainStatus.GetAsync(larger, offset, larger.Size - offset, cancellationToken).ConfigureAwait(false);
+                var s = await status.GetAsync(offset, larger.Size - offset, cancellationToken).ConfigureAwait(false);
                 var n = s.Zero ? s.Length : Math.Min(s.Length, ChunkSize);
                 if (!s.Zero)
                 {
@@ -86,6 +87,8 @@ internal static class ImageCompare
     {
         var reads1 = new ReadAhead(ReadsInFlight, ChunkSize);
         var reads2 = new ReadAhead(ReadsInFlight, ChunkSize);
+        var status1 = new ChainStatusCursor(first);
+        var status2 = new ChainStatusCursor(second);
         try
         {
             long offset = 0;
@@ -94,8 +97,8 @@ internal static class ImageCompare
                 while (offset < length && reads1.Pending < ReadsInFlight)
                 {
                     // Status of the whole rest (holes go by in one step); reads are cut to ChunkSize.
-                    var s1 = await ChainStatus.GetAsync(first, offset, length - offset, cancellationToken).ConfigureAwait(false);
-                    var s2 = await ChainStatus.GetAsync(second, offset, s1.Length, cancellationToken).ConfigureAwait(false);
+                    var s1 = await status1.GetAsync(offset, length - offset, cancellationToken).ConfigureAwait(false);
+                    var s2 = await status2.GetAsync(offset, s1.Length, cancellationToken).ConfigureAwait(false);
                     var n = Math.Min(s1.Length, s2.Length);
                     if (!(s1.Zero && s2.Zero))
                     {
@@ -115,7 +118,8 @@ internal static class ImageCompare
 
                 var a = await reads1.NextAsync().ConfigureAwait(false);
                 var b = await reads2.NextAsync().ConfigureAwait(false);
-                var diff = a.Data.Span.CommonPrefixLength(b.Data.Span);
+                // SequenceEqual is the widest-vectorized comparison; the prefix length is only needed on a mismatch.
+                var diff = a.Data.Span.SequenceEqual(b.Data.Span) ? a.Length : a.Data.Span.CommonPrefixLength(b.Data.Span);
                 reads1.Return(a);
                 reads2.Return(b);
                 if (diff < a.Length)

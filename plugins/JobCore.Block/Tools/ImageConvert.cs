@@ -68,6 +68,7 @@ internal static class ImageConvert
         var size = source.Size;
         var reads = new ReadAhead(ReadsInFlight + WritesInFlight, ChunkSize);
         var writes = new Queue<(ReadAhead.Slot Slot, Task Write)>();
+        var status = new ChainStatusCursor(source);
         try
         {
             long offset = 0;
@@ -76,7 +77,7 @@ internal static class ImageConvert
                 while (offset < size && reads.Pending < ReadsInFlight && reads.HasFreeBuffer)
                 {
                     var (start, length) = target.ZeroInitialized
-                        ? await NextDataSpanAsync(source, offset, target.Granularity, cancellationToken).ConfigureAwait(false)
+                        ? await NextDataSpanAsync(status, size, offset, target.Granularity, cancellationToken).ConfigureAwait(false)
                         : (offset, (int)Math.Min(ChunkSize, size - offset));
                     if (length > 0)
                     {
@@ -126,13 +127,12 @@ internal static class ImageConvert
     /// <see cref="ChunkSize"/> long. Returns length 0 (start = image size) when only zeroes remain.
     /// </summary>
     private static async ValueTask<(long Start, int Length)> NextDataSpanAsync(
-        BlockNode source, long offset, int granularity, CancellationToken cancellationToken)
+        ChainStatusCursor source, long size, long offset, int granularity, CancellationToken cancellationToken)
     {
-        var size = source.Size;
         while (offset < size)
         {
             // Ask about the whole rest: drivers answer with as long a run as they cheaply can, so holes go by quickly.
-            var extent = await ChainStatus.GetAsync(source, offset, size - offset, cancellationToken).ConfigureAwait(false);
+            var extent = await source.GetAsync(offset, size - offset, cancellationToken).ConfigureAwait(false);
             if (extent.Zero)
             {
                 offset += extent.Length;
@@ -144,7 +144,7 @@ internal static class ImageConvert
             var end = Math.Min(offset + extent.Length, limit);
             while (end < limit)
             {
-                var next = await ChainStatus.GetAsync(source, end, limit - end, cancellationToken).ConfigureAwait(false);
+                var next = await source.GetAsync(end, limit - end, cancellationToken).ConfigureAwait(false);
                 if (next.Zero)
                 {
                     break;

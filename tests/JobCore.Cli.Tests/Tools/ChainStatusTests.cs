@@ -68,4 +68,28 @@ public sealed class ChainStatusTests
 
         Assert.AreEqual(new ChainExtent(C, 3 * C, 0, true, false, false, C, raw), e);
     }
+
+    [TestMethod]
+    public async Task Cursor_answers_chunk_by_chunk_like_fresh_queries_with_one_driver_query_per_extent()
+    {
+        var raw = new MemoryNode("raw", 12 * C, driver: "raw");
+        raw.Fill(0, 5 * C, 1);
+        raw.Mark(5 * C, 3 * C, MemoryNode.Kind.Zero);
+        raw.Fill(8 * C, 4 * C, 2);
+        var cursor = new ChainStatusCursor(raw);
+
+        for (long offset = 0; offset < raw.Size; offset += C)
+        {
+            var expected = await ChainStatus.GetAsync(raw, offset, raw.Size - offset);
+            var before = raw.StatusQueries;
+            var got = await cursor.GetAsync(offset, raw.Size - offset);
+            var queried = raw.StatusQueries - before;
+
+            Assert.AreEqual(expected, got, $"at {offset}");
+            Assert.AreEqual(offset is 0 or 5 * C or 8 * C ? 1 : 0, queried, $"driver queries at {offset}");
+        }
+
+        var shorter = await cursor.GetAsync(9 * C, C);
+        Assert.AreEqual(new ChainExtent(9 * C, C, 0, true, false, true, 9 * C, raw), shorter);
+    }
 }
