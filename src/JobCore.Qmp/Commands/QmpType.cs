@@ -104,7 +104,10 @@ public abstract class QmpType
             }
 
             var s = value!.GetValue<string>();
-            return accepts(s) ? null : $"Parameter '{path}' does not accept value '{s}'";
+
+            // QEMU 7.2 names a list element's bad enum value 'null' (the element has no member name).
+            var name = path.EndsWith(']') ? "null" : path;
+            return accepts(s) ? null : $"Parameter '{name}' does not accept value '{s}'";
         }
     }
 

@@ -49,7 +49,7 @@ public sealed class QmpArgumentCheckerTests
         Assert.AreEqual("Invalid parameter type for 'opts.size', expected: integer", Check(schema, "{\"opts\":{\"size\":-1}}"));
         Assert.AreEqual("Parameter 'opts.x' is unexpected", Check(schema, "{\"opts\":{\"size\":1,\"x\":2}}"));
         Assert.AreEqual("Invalid parameter type for 'enable[0]', expected: string", Check(schema, "{\"opts\":{\"size\":1},\"enable\":[1]}"));
-        Assert.AreEqual("Parameter 'enable[1]' does not accept value 'foo'", Check(schema, "{\"opts\":{\"size\":1},\"enable\":[\"oob\",\"foo\"]}"));
+        Assert.AreEqual("Parameter 'null' does not accept value 'foo'", Check(schema, "{\"opts\":{\"size\":1},\"enable\":[\"oob\",\"foo\"]}"));
         Assert.AreEqual("Invalid parameter type for 'ref', expected: BlockdevRefOrNull", Check(schema, "{\"opts\":{\"size\":1},\"ref\":1}"));
         Assert.AreEqual("Invalid parameter type for 'n', expected: number", Check(schema, "{\"opts\":{\"size\":1},\"n\":\"1\"}"));
         Assert.IsNull(Check(schema, "{\"opts\":{\"size\":18446744073709551615},\"ref\":null,\"n\":1.5,\"v\":[{}]}"));

@@ -32,6 +32,7 @@ public sealed class QemuComparisonTests
         "{\"execute\":\"qmp_capabilities\"}\n",
         "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":\"foo\"}}\n",
         "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[1]}}\n",
+        "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"foo\"]}}\n",
         "{\"execute\":\"query-version\",\"id\":[1,{\"a\":null}]}\n",
         "{\"execute\":\"query-version\",\"id\":{\"b\":1.5,\"a\":[true,false,null]}}\n",
         "{\"execute\":\"query-version\",\"id\":\"\\u00e9\\ud83d\\ude00\"}\n",
