@@ -82,6 +82,50 @@ public sealed class MirrorQmpTests
     }
 
     [TestMethod]
+    public async Task Block_job_change_switches_a_jobcored_mirror_to_write_blocking()
+    {
+        await using QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync();
+        await OpenAsync(peer, "src", "dst");
+        await peer.Client.ExecuteAsync("blockdev-mirror", new JsonObject { ["job-id"] = "m", ["device"] = "src", ["target"] = "dst", ["sync"] = "full" });
+        await QmpJobPeer.ReadJobEventsAsync(peer.Client, "m", "BLOCK_JOB_READY");
+        async Task<string> ChangeAsync(string mode)
+        {
+            JsonObject reply = await peer.Client.RequestAsync(new JsonObject
+            {
+                ["execute"] = "block-job-change",
+                ["arguments"] = new JsonObject { ["id"] = "m", ["type"] = "mirror", ["copy-mode"] = mode },
+            });
+            return reply["error"] is JsonObject e ? $"{e["class"]}: {e["desc"]}" : "ok";
+        }
+
+        Assert.AreEqual("ok", await ChangeAsync("background"));
+        Assert.AreEqual("ok", await ChangeAsync("write-blocking"));
+        Assert.AreEqual("ok", await ChangeAsync("write-blocking"));
+        Assert.AreEqual("GenericError: Change to copy mode 'background' is not implemented", await ChangeAsync("background"));
+        JsonObject wrongType = await peer.Client.RequestAsync(JsonNode.Parse(
+            """{"execute":"block-job-change","arguments":{"id":"m","type":"stream"}}""")!.AsObject());
+        Assert.IsNotNull(wrongType["error"], wrongType.ToJsonString());
+
+        // After the next idle pass of the loop the mirror reports that new writes go to both sides.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            JsonObject info = (await peer.Client.ExecuteAsync("query-block-jobs"))!.AsArray().Single()!.AsObject();
+            if (info["actively-synced"]!.GetValue<bool>())
+            {
+                break;
+            }
+
+            await Task.Delay(20, deadline.Token);
+        }
+
+        await peer.Client.ExecuteAsync("job-complete", new JsonObject { ["id"] = "m" });
+        List<string> tail = await QmpJobPeer.ReadJobEventsAsync(peer.Client, "m", "null");
+        Assert.AreEqual("null", tail[^1]);
+        Assert.IsTrue(tail.Any(e => e.StartsWith("BLOCK_JOB_COMPLETED", StringComparison.Ordinal) && !e.Contains("error", StringComparison.Ordinal)), string.Join("\n", tail));
+    }
+
+    [TestMethod]
     public async Task Refusals_match_qemu()
     {
         string[] commands =
