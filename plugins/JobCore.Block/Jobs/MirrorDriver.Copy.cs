@@ -160,6 +160,9 @@ internal abstract partial class MirrorDriver<TOptions>
     // Write-blocking mode (QEMU's active mirror): after a write reached the source, write the same (bounced) data to
     // the target before the writer's request completes, and clear the granularity-aligned part from the bitmap; the
     // unaligned edges stay dirty for the loop. A target error is handled by the job's policy, not by the writer.
+    // Difference from QEMU: QEMU orders overlapping active writes before they reach the source; here the hook runs
+    // after the source write, so two *concurrent overlapping* guest writes could reach the target in the other order
+    // (guests do not issue those; sequential and disjoint writes are exact).
     private async ValueTask OnGuestWriteAsync(GuestWrite write, CancellationToken cancellationToken)
     {
         if (write.Kind == GuestWriteKind.Discard || write.Length == 0 || _forceCancel.IsCancellationRequested)

@@ -116,7 +116,8 @@ internal sealed class MirrorCommands : QmpCommandModule
 
     // QEMU's qmp_drive_mirror: create the target image (unless mode=existing) with the source's size and, for
     // sync=top/none, the backing file the finished target will need; open it without its backing (the job gives it
-    // the right backing node on success); then mirror into it like blockdev-mirror.
+    // the right backing node on success); then mirror into it like blockdev-mirror. Difference: an existing target
+    // is opened with the backing chain its header names right away (QEMU opens it at completion).
     private static async ValueTask<JsonNode?> DriveMirrorAsync(JobEngine engine, BlockGraph graph, JsonObject args, CancellationToken cancellationToken)
     {
         string device = args["device"]!.GetValue<string>();
