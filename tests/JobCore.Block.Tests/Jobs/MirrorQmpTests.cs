@@ -126,6 +126,35 @@ public sealed class MirrorQmpTests
     }
 
     [TestMethod]
+    public async Task Jobcored_drive_mirror_top_creates_a_target_backed_by_the_source_backing()
+    {
+        await using QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync();
+        await OpenAsync(peer, "src", "unused");
+        string target = File(peer, "new.qcow2");
+        await peer.Client.ExecuteAsync("drive-mirror", new JsonObject
+        {
+            ["job-id"] = "m", ["device"] = "src", ["target"] = target, ["node-name"] = "new", ["sync"] = "top",
+        });
+        List<string> events = await QmpJobPeer.ReadJobEventsAsync(peer.Client, "m", "BLOCK_JOB_READY");
+        Assert.AreEqual("BLOCK_JOB_READY {device=\"m\",len=2097152,offset=2097152,speed=0,type=\"mirror\"}", events[^1], "only src's own 2 MiB");
+        await peer.Client.ExecuteAsync("job-complete", new JsonObject { ["id"] = "m" });
+        await QmpJobPeer.ReadJobEventsAsync(peer.Client, "m", "null");
+        JsonObject node = (await peer.Client.ExecuteAsync("query-named-block-nodes"))!.AsArray()
+            .Single(n => n!["node-name"]!.GetValue<string>() == "new")!.AsObject();
+        Assert.AreEqual(File(peer, "base.qcow2"), node["image"]!["backing-filename"]!.GetValue<string>());
+        Assert.AreEqual(1, node["backing_file_depth"]!.GetValue<int>(), "the job gave the target the base as backing node");
+        foreach (string name in new[] { "new", "unused", "src", "base" })
+        {
+            await peer.Client.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = name });
+        }
+
+        ToolResult compare = await QemuImg.ImgAsync("compare", File(peer, "src.qcow2"), target);
+        Assert.AreEqual(0, compare.ExitCode, compare.All);
+        ToolResult check = await QemuImg.ImgAsync("check", target);
+        Assert.AreEqual(0, check.ExitCode, check.All);
+    }
+
+    [TestMethod]
     public async Task Refusals_match_qemu()
     {
         string[] commands =
