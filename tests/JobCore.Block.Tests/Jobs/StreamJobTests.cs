@@ -56,6 +56,17 @@ public sealed class StreamJobTests
     }
 
     [TestMethod]
+    public async Task Stream_with_bottom_copies_down_to_bottom_and_gets_the_node_below_as_backing()
+    {
+        await using var chain = await StreamTestChain.CreateAsync();
+        Job job = await chain.StreamAsync(new StreamJobOptions { Id = "s", Device = "top", Bottom = "mid" });
+        Assert.IsNull((await StreamTestChain.FinishAsync(job)).Error);
+        Assert.AreSame(chain.Graph.Find("base"), chain.Graph.Find("top")!.Backing);
+        await chain.VerifyAsync(chain.TopPath, StreamTestChain.TopView);
+        Assert.AreEqual(chain.BasePath, await StreamTestChain.BackingOfAsync(chain.TopPath));
+    }
+
+    [TestMethod]
     public async Task Stream_copies_only_what_is_allocated_above_the_base()
     {
         await using var chain = await StreamTestChain.CreateAsync();

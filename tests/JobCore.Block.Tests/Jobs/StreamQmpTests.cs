@@ -18,6 +18,7 @@ public sealed class StreamQmpTests
     [
         ["stream"],
         ["stream-base-node"],
+        ["stream-bottom"],
         ["stream-failed"],
         ["stream-ignored"],
         ["stream-cancelled"],
@@ -170,6 +171,10 @@ public sealed class StreamQmpTests
                 break;
             case "stream-base-node":
                 await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top", ["base-node"] = "base" });
+                events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "null"));
+                break;
+            case "stream-bottom":
+                await c.ExecuteAsync("block-stream", new JsonObject { ["job-id"] = "s", ["device"] = "top", ["bottom"] = "mid" });
                 events.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "s", "null"));
                 break;
             case "stream-failed":
