@@ -58,7 +58,7 @@ internal sealed class Qcow2ConvertTarget : ConvertTarget
             throw new ImageToolException($"Image size {size} is too large for cluster size {clusterSize}");
         }
 
-        return new Qcow2ConvertTarget(File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read), size, clusterSize, metadataBatch);
+        return new Qcow2ConvertTarget(OutputFile.CreateTruncated(path, FileAccess.ReadWrite), size, clusterSize, metadataBatch);
     }
 
     /// <inheritdoc />

@@ -22,7 +22,9 @@ internal sealed class RawConvertTarget : ConvertTarget
     {
         ArgumentNullException.ThrowIfNull(path);
         var regular = !File.Exists(path) || HostFileStat.Of(path).IsRegularFile;
-        var handle = File.OpenHandle(path, regular ? FileMode.Create : FileMode.Open, FileAccess.Write, FileShare.Read);
+        var handle = regular
+            ? OutputFile.CreateTruncated(path, FileAccess.Write)
+            : File.OpenHandle(path, FileMode.Open, FileAccess.Write, FileShare.Read);
         try
         {
             if (regular)

@@ -122,6 +122,37 @@ public sealed class ImageConvertTests
     }
 
     [TestMethod]
+    [DataRow("raw")]
+    [DataRow("qcow2")]
+    public async Task An_existing_larger_output_file_is_replaced(string format)
+    {
+        using var dir = new TempDirectory();
+        var source = SampleChain(4L << 20);
+        await WriteExpectedRawAsync(source, dir.File("expected.raw"));
+        var output = dir.File("out." + format);
+        await File.WriteAllBytesAsync(output, Enumerable.Repeat((byte)0x5a, 9 << 20).ToArray());
+
+        await using (ConvertTarget target = format == "raw"
+            ? RawConvertTarget.Create(output, source.Size)
+            : Qcow2ConvertTarget.Create(output, source.Size, C))
+        {
+            await ImageConvert.ConvertAsync(source, target);
+        }
+
+        var compare = await Tool.QemuImgAsync(dir.Path, "compare", "-f", format, "-F", "raw", "out." + format, "expected.raw");
+        Assert.AreEqual(0, compare.ExitCode, compare.ToString());
+        if (format == "raw")
+        {
+            Assert.AreEqual(source.Size, new FileInfo(output).Length);
+        }
+        else
+        {
+            var check = await Tool.QemuImgAsync(dir.Path, "check", "out.qcow2");
+            Assert.AreEqual(0, check.ExitCode, check.ToString());
+        }
+    }
+
+    [TestMethod]
     public async Task Empty_image_converts_to_a_valid_qcow2()
     {
         using var dir = new TempDirectory();
