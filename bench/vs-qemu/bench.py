@@ -123,6 +123,12 @@ class Images:
             if f.startswith(prefix):
                 os.remove(self.path(f))
 
+    def backing(self, name):
+        """The backing file named in an image's header, or None."""
+        info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", self.path(name)],
+                                         check=True, capture_output=True, text=True).stdout)
+        return info.get("backing-filename")
+
     def compare(self, raw, image):
         r = subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "qcow2", self.path(raw), self.path(image)])
         if r.returncode != 0:
@@ -162,6 +168,11 @@ def stream_timed(q, img, p):
 
 
 def stream_check(img, p, raw="data.raw"):
+    # The streamed top must stand alone: no backing file in its header, and its guest view intact without the base.
+    backing = img.backing(f"{p}-s-top.qcow2")
+    if backing is not None:
+        raise Failure(f"{p}-s-top.qcow2 still has a backing file after the stream: {backing}")
+    os.remove(img.path(f"{p}-s-base.qcow2"))
     img.compare(raw, f"{p}-s-top.qcow2")
 
 
@@ -183,7 +194,10 @@ def commit_timed(q, img, p):
 
 
 def commit_check(img, p):
-    # The top's guest view (now backed by the base directly) and the base itself both hold the data.
+    # The top is now backed by the base directly; its guest view and the base itself both hold the data.
+    backing = img.backing(f"{p}-c-top.qcow2")
+    if backing is None or os.path.basename(backing) != f"{p}-c-base.qcow2":
+        raise Failure(f"{p}-c-top.qcow2 is backed by {backing} after the commit, not by {p}-c-base.qcow2")
     img.compare("data.raw", f"{p}-c-top.qcow2")
     img.compare("data.raw", f"{p}-c-base.qcow2")
 
