@@ -32,6 +32,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
     private long _bytesInFlight;
     private long _activeWriteBytes;
     private TaskCompletionSource _opFinished = NewSignal();
+    private readonly TaskCompletionSource _setUpDone = NewSignal();
     private Exception? _error;
     private volatile bool _ready;
     private volatile bool _completeRequested;
@@ -57,6 +58,9 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
 
     /// <summary>The current target node (an active commit's base is reopened read-write as a new object).</summary>
     internal BlockNode Target => _target;
+
+    /// <summary>Completes once the filter is in place (or the job failed or ended before): QMP replies after it, as QEMU does.</summary>
+    internal Task SetUpDone => _setUpDone.Task;
 
     /// <summary>The dirty-tracking filter while the job runs.</summary>
     internal DirtyTrackingNode? Filter => _filter;
@@ -135,20 +139,28 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
     {
         _context = context;
         _forceCancel = cancellationToken;
-        if (!_plan.IsCommit && _target.Size != _plan.Source.Size)
-        {
-            throw new JobFailedException("Source and target image have different sizes");
-        }
-
-        if (_plan.ZeroTarget)
-        {
-            // Known before any I/O (QEMU sets it before the creating command returns): the whole disk is to do.
-            context.ProgressSetRemaining(_plan.Source.Size);
-        }
-
         try
         {
-            await SetUpAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (!_plan.IsCommit && _target.Size != _plan.Source.Size)
+                {
+                    throw new JobFailedException("Source and target image have different sizes");
+                }
+
+                if (_plan.ZeroTarget)
+                {
+                    // Known before any I/O (QEMU sets it before the creating command returns): the whole disk is to do.
+                    context.ProgressSetRemaining(_plan.Source.Size);
+                }
+
+                await SetUpAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                _setUpDone.TrySetResult();
+            }
+
             if (_plan.Sync != MirrorSyncMode.None)
             {
                 await InitializeDirtyAsync(context, cancellationToken).ConfigureAwait(false);
@@ -221,6 +233,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         }
 
         _cleaned = true;
+        _setUpDone.TrySetResult();
         StopTracking();
         await TearDownAsync().ConfigureAwait(false);
         if (_baseWasReadOnly && !_pivoted)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using JobCore.Block.Graph;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -13,10 +14,22 @@ internal sealed class MirrorJob : MirrorDriver<MirrorJobOptions>
     /// <summary>The wire type name.</summary>
     public const string TypeName = "mirror";
 
+    // The driver of each options instance, so the creating command can wait for the filter (options are records:
+    // the table compares by reference, and entries go with the options).
+    private static readonly ConditionalWeakTable<MirrorJobOptions, MirrorJob> Drivers = new();
+
     public MirrorJob(BlockGraph graph, MirrorJobOptions options)
         : base(graph, MirrorPlan.ForMirror(graph, options))
     {
+        Drivers.AddOrUpdate(options, this);
     }
+
+    /// <summary>
+    /// Completes once the job created from <paramref name="options"/> has its dirty-tracking filter in place (or ended
+    /// before): <c>blockdev-mirror</c> replies after that, so the next command sees the source under the filter.
+    /// </summary>
+    public static Task WhenSetUpAsync(MirrorJobOptions options) =>
+        Drivers.TryGetValue(options, out MirrorJob? driver) ? driver.SetUpDone : Task.CompletedTask;
 }
 
 /// <summary>

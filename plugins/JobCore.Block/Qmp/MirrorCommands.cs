@@ -67,15 +67,15 @@ internal sealed class MirrorCommands : QmpCommandModule
         ArgumentNullException.ThrowIfNull(context);
         BlockGraph graph = context.Services.GetRequiredService<BlockGraph>();
         JobEngine engine = context.Jobs.Engine;
-        context.Commands.Add("blockdev-mirror", BlockdevMirrorArguments, (_, args, _) => BlockCommands.Guard(() =>
+        context.Commands.Add("blockdev-mirror", BlockdevMirrorArguments, (_, args, ct) => BlockCommands.Guard(async () =>
         {
             string device = args["device"]!.GetValue<string>();
             graph.Lookup(device, device);
-            Start(engine, Options(graph, args, args["target"]!.GetValue<string>()) with
+            await StartAsync(engine, Options(graph, args, args["target"]!.GetValue<string>()) with
             {
                 TargetIsZero = BlockCommands.Flag(args, "target-is-zero") ?? false,
-            });
-            return ValueTask.FromResult<JsonNode?>(null);
+            }, ct).ConfigureAwait(false);
+            return null;
         }));
         context.Commands.Add("drive-mirror", DriveMirrorArguments, (_, args, ct) => BlockCommands.Guard(() => DriveMirrorAsync(engine, graph, args, ct)));
         context.Jobs.AddChangeVariant(
@@ -84,10 +84,12 @@ internal sealed class MirrorCommands : QmpCommandModule
             static args => new MirrorChangeOptions(ParseCopyMode(args["copy-mode"]!.GetValue<string>())));
     }
 
-    private static void Start(JobEngine engine, MirrorJobOptions options)
+    // Created and running are announced before the reply; the reply waits until the filter sits above the source.
+    private static async Task StartAsync(JobEngine engine, MirrorJobOptions options, CancellationToken cancellationToken)
     {
         Job job = engine.Create(options);
         job.Start();
+        await MirrorJob.WhenSetUpAsync(options).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     // The members blockdev-mirror and drive-mirror share. The job id defaults to the device (backend) name, which
@@ -175,14 +177,14 @@ internal sealed class MirrorCommands : QmpCommandModule
 
         try
         {
-            Start(engine, options with
+            await StartAsync(engine, options with
             {
                 Target = nodeName,
                 Sync = sync,
                 Unmap = BlockCommands.Flag(args, "unmap") ?? true,
                 TargetIsZero = !existing,
                 TargetBacking = existing ? MirrorTargetBacking.Leave : MirrorTargetBacking.SourceChain,
-            });
+            }, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
