@@ -14,22 +14,11 @@ internal sealed class MirrorJob : MirrorDriver<MirrorJobOptions>
     /// <summary>The wire type name.</summary>
     public const string TypeName = "mirror";
 
-    // The driver of each options instance, so the creating command can wait for the filter (options are records:
-    // the table compares by reference, and entries go with the options).
-    private static readonly ConditionalWeakTable<MirrorJobOptions, MirrorJob> Drivers = new();
-
     public MirrorJob(BlockGraph graph, MirrorJobOptions options)
         : base(graph, MirrorPlan.ForMirror(graph, options))
     {
-        Drivers.AddOrUpdate(options, this);
+        MirrorSetUp.Register(options, SetUpDone);
     }
-
-    /// <summary>
-    /// Completes once the job created from <paramref name="options"/> has its dirty-tracking filter in place (or ended
-    /// before): <c>blockdev-mirror</c> replies after that, so the next command sees the source under the filter.
-    /// </summary>
-    public static Task WhenSetUpAsync(MirrorJobOptions options) =>
-        Drivers.TryGetValue(options, out MirrorJob? driver) ? driver.SetUpDone : Task.CompletedTask;
 }
 
 /// <summary>
@@ -45,7 +34,24 @@ internal sealed class ActiveCommitJob : MirrorDriver<ActiveCommitOptions>
     public ActiveCommitJob(BlockGraph graph, ActiveCommitOptions options)
         : base(graph, MirrorPlan.ForActiveCommit(graph, options))
     {
+        MirrorSetUp.Register(options, SetUpDone);
     }
+}
+
+/// <summary>
+/// Lets the command that created a mirror or active commit wait until the job's dirty-tracking filter is in place
+/// (QEMU inserts it before the command returns, so the next command sees the source under the filter).
+/// </summary>
+internal static class MirrorSetUp
+{
+    // Keyed by the options instance passed to JobEngine.Create (records: the table compares by reference).
+    private static readonly ConditionalWeakTable<JobOptions, Task> Pending = new();
+
+    /// <summary>Completes once the job created from <paramref name="options"/> has its filter (or ended before that).</summary>
+    public static Task WhenSetUpAsync(JobOptions options) =>
+        Pending.TryGetValue(options, out Task? done) ? done : Task.CompletedTask;
+
+    internal static void Register(JobOptions options, Task done) => Pending.AddOrUpdate(options, done);
 }
 
 /// <summary>

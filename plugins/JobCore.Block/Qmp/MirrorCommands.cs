@@ -89,7 +89,7 @@ internal sealed class MirrorCommands : QmpCommandModule
     {
         Job job = engine.Create(options);
         job.Start();
-        await MirrorJob.WhenSetUpAsync(options).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await MirrorSetUp.WhenSetUpAsync(options).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     // The members blockdev-mirror and drive-mirror share. The job id defaults to the device (backend) name, which
