@@ -16,7 +16,8 @@
 #   mirror to READY        src(data), tgt(empty):               blockdev-mirror sync=full               -> BLOCK_JOB_READY (then cancelled)
 # Latencies (medians): query-jobs round trip and job-pause -> JOB_STATUS_CHANGE paused (and job-resume -> running),
 # measured while a rate-limited stream keeps running. Both peers first run one small untimed stream (warm-up).
-# Every result is checked with qemu-img compare (guest view equal to the data); exit status 1 if a job failed.
+# CPU seconds (user + system, all threads, from /proc) of each peer's process per job are printed beside the wall
+# time: the steadier figure on a loaded machine. Every result is checked with qemu-img compare (guest view equal to the data); exit status 1 if a job failed.
 set -euo pipefail
 
 SIZE=${1:-1G}
@@ -79,7 +80,7 @@ for _ in $(seq 1 300); do [ -S "$QSOCK" ] && [ -S "$JSOCK" ] && break; sleep 0.1
 echo "jobs on $SIZE of random data (64 KiB clusters), load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 status=0
 python3 "$ROOT/bench/vs-qemu/bench.py" --qemu "$QSOCK" --jobcored "$JSOCK" --work "$WORK" --size "$BYTES" \
-  --label "$SIZE " --rounds "${ROUNDS:-2}" --queries "${QUERIES:-1000}" --pauses "${PAUSES:-50}" || status=$?
+  --qemu-pid "$QEMU_PID" --jobcored-pid "$DAEMON_PID" --label "$SIZE " --rounds "${ROUNDS:-2}" --queries "${QUERIES:-1000}" --pauses "${PAUSES:-50}" || status=$?
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$status" != 0 ]; then
   echo "--- qemu.log"; cat qemu.log; echo "--- daemon.log"; tail -n 50 daemon.log

@@ -90,6 +90,15 @@ def has_error(ev):
     return "error" in ev.get("data", {})
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds a process (all its threads) has used so far, from /proc; 0 when no pid is given."""
+    if not pid:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(*argv):
     subprocess.run(argv, check=True)
 
@@ -279,6 +288,8 @@ def main():
     ap.add_argument("--jobcored", required=True, help="jobcored's QMP socket")
     ap.add_argument("--work", required=True, help="folder with data.raw, data.qcow2, lat.qcow2 and warm.qcow2")
     ap.add_argument("--size", required=True, type=int, help="virtual size in bytes")
+    ap.add_argument("--qemu-pid", type=int, default=0, help="for the CPU seconds column")
+    ap.add_argument("--jobcored-pid", type=int, default=0, help="for the CPU seconds column")
     ap.add_argument("--label", default="")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--queries", type=int, default=1000)
@@ -289,7 +300,9 @@ def main():
     img = Images(a.work, a.size)
     peers = {"qemu": Qmp("qemu", a.qemu), "jobcored": Qmp("jobcored", a.jobcored)}
     prefix = {"qemu": "q", "jobcored": "j"}
+    pids = {"qemu": a.qemu_pid, "jobcored": a.jobcored_pid}
     times = {(op[0], peer): [] for op in OPERATIONS for peer in peers}
+    cpu = {(op[0], peer): [] for op in OPERATIONS for peer in peers}
 
     # Warm-up, untimed and the same for both: a small stream (jobcored's first job also pays for JIT compilation).
     for name, q in peers.items():
@@ -308,9 +321,12 @@ def main():
                 prepare(img, prefix[name])
             for name in order:
                 run("sync")
+                c0 = cpu_seconds(pids[name])
                 t = timed(peers[name], img, prefix[name])
+                c = cpu_seconds(pids[name]) - c0
                 times[(op, name)].append(t)
-                print(f"  round {rnd + 1}  {op:<22} {name:<9} {t:8.3f} s", flush=True)
+                cpu[(op, name)].append(c)
+                print(f"  round {rnd + 1}  {op:<22} {name:<9} {t:8.3f} s wall {c:7.2f} s cpu", flush=True)
             for name in order:
                 check(img, prefix[name])
                 img.remove(prefix[name] + "-")
@@ -323,10 +339,14 @@ def main():
     gib = a.size / (1 << 30)
     print()
     print(f"summary {a.label}(best of {a.rounds} rounds; ratio = QEMU / jobcored, > 1 = jobcored faster)")
-    print(f"  {'operation':<24} {'QEMU 7.2':>10} {'jobcored':>10} {'ratio':>7}   {'QEMU GiB/s':>10} {'jobcored GiB/s':>14}")
+    print(f"  {'operation (wall)':<24} {'QEMU 7.2':>10} {'jobcored':>10} {'ratio':>7}   {'QEMU GiB/s':>10} {'jobcored GiB/s':>14}"
+          f"   | cpu: {'QEMU':>7} {'jobcored':>8} {'ratio':>6}")
     for op, *_ in OPERATIONS:
         tq, tj = min(times[(op, "qemu")]), min(times[(op, "jobcored")])
-        print(f"  {op:<24} {tq:8.3f} s {tj:8.3f} s {tq / tj:7.2f}   {gib / tq:10.2f} {gib / tj:14.2f}")
+        cq, cj = min(cpu[(op, "qemu")]), min(cpu[(op, "jobcored")])
+        cratio = f"{cq / cj:6.2f}" if cj > 0 else "     -"
+        print(f"  {op:<24} {tq:8.3f} s {tj:8.3f} s {tq / tj:7.2f}   {gib / tq:10.2f} {gib / tj:14.2f}"
+              f"   |    {cq:6.2f}s {cj:7.2f}s {cratio}")
     print(f"  {'latency (median)':<24} {'QEMU 7.2':>10} {'jobcored':>10} {'ratio':>7}   samples")
     for key in lat["qemu"]:
         mq, mj = statistics.median(lat["qemu"][key]), statistics.median(lat["jobcored"][key])
