@@ -69,7 +69,7 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
         CommitTarget target = CommitPlan.Resolve(graph, options);
         if (target.IsActive)
         {
-            Job job = engine.Create(new ActiveCommitOptions
+            var active = new ActiveCommitOptions
             {
                 Id = options.Id ?? string.Empty,
                 Device = target.Top.NodeName,
@@ -79,8 +79,12 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
                 FilterNodeName = options.FilterNodeName,
                 AutoFinalize = options.AutoFinalize,
                 AutoDismiss = options.AutoDismiss,
-            });
+            };
+            Job job = engine.Create(active);
             job.Start();
+
+            // As for blockdev-mirror: the reply waits until the dirty-tracking filter sits above the top.
+            await MirrorSetUp.WhenSetUpAsync(active).WaitAsync(cancellationToken).ConfigureAwait(false);
             return job;
         }
 
