@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Globalization;
 using JobCore.Block.Nodes;
 
@@ -28,9 +27,15 @@ internal sealed record CompareResult(bool SizeWarning, long? MismatchOffset)
 /// </summary>
 internal static class ImageCompare
 {
-    private const int ChunkSize = 1 << 20;
+    /// <summary>qemu-img compare's request size.</summary>
+    private const int ChunkSize = 2 << 20;
     private const int SectorSize = 512;
-    private const int ReadsInFlight = 8;
+
+    /// <summary>
+    /// Chunk pairs read ahead of the comparison. Measured on a loaded 2-core machine (1 GiB, page cache warm): more
+    /// reads in flight only add thread-pool hops and evict the data from the CPU cache before it is compared.
+    /// </summary>
+    private const int ReadsInFlight = 2;
 
     /// <summary>Compares <paramref name="first"/> with <paramref name="second"/>.</summary>
     public static async Task<CompareResult> CompareAsync(BlockNode first, BlockNode second, CancellationToken cancellationToken = default)
@@ -49,34 +54,27 @@ internal static class ImageCompare
         }
 
         var larger = first.Size > second.Size ? first : second;
-        var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+        var buffer = ReadAhead.AllocateAligned(ChunkSize);
         var status = new ChainStatusCursor(larger);
-        try
+        for (long offset = common; offset < larger.Size;)
         {
-            for (long offset = common; offset < larger.Size;)
+            var s = await status.GetAsync(offset, larger.Size - offset, cancellationToken).ConfigureAwait(false);
+            var n = s.Zero ? s.Length : Math.Min(s.Length, ChunkSize);
+            if (!s.Zero)
             {
-                var s = await status.GetAsync(offset, larger.Size - offset, cancellationToken).ConfigureAwait(false);
-                var n = s.Zero ? s.Length : Math.Min(s.Length, ChunkSize);
-                if (!s.Zero)
+                var a = buffer[..(int)n];
+                await larger.ReadAsync(offset, a, cancellationToken).ConfigureAwait(false);
+                var nonZero = a.Span.IndexOfAnyExcept((byte)0);
+                if (nonZero >= 0)
                 {
-                    var a = buffer.AsMemory(0, (int)n);
-                    await larger.ReadAsync(offset, a, cancellationToken).ConfigureAwait(false);
-                    var nonZero = a.Span.IndexOfAnyExcept((byte)0);
-                    if (nonZero >= 0)
-                    {
-                        return new CompareResult(true, offset + (nonZero / SectorSize * SectorSize));
-                    }
+                    return new CompareResult(true, offset + (nonZero / SectorSize * SectorSize));
                 }
-
-                offset += n;
             }
 
-            return new CompareResult(true, null);
+            offset += n;
         }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+
+        return new CompareResult(true, null);
     }
 
     /// <summary>
