@@ -347,6 +347,11 @@ def main():
         cratio = f"{cq / cj:6.2f}" if cj > 0 else "     -"
         print(f"  {op:<24} {tq:8.3f} s {tj:8.3f} s {tq / tj:7.2f}   {gib / tq:10.2f} {gib / tj:14.2f}"
               f"   |    {cq:6.2f}s {cj:7.2f}s {cratio}")
+    if a.rounds > 1:
+        print(f"  {'median of the rounds':<24} {'QEMU 7.2':>10} {'jobcored':>10} {'ratio':>7}")
+        for op, *_ in OPERATIONS:
+            tq, tj = statistics.median(times[(op, "qemu")]), statistics.median(times[(op, "jobcored")])
+            print(f"  {op:<24} {tq:8.3f} s {tj:8.3f} s {tq / tj:7.2f}")
     print(f"  {'latency (median)':<24} {'QEMU 7.2':>10} {'jobcored':>10} {'ratio':>7}   samples")
     for key in lat["qemu"]:
         mq, mj = statistics.median(lat["qemu"][key]), statistics.median(lat["jobcored"][key])
