@@ -4,6 +4,7 @@
 #   bench/vs-qemu.sh [SIZE]              SIZE defaults to 1G (qemu-img size syntax: 256M, 1G, ...)
 #   ROUNDS=3 bench/vs-qemu.sh 1G         rounds of the three jobs per peer (default 2; the best round is reported)
 #   QUERIES=1000 PAUSES=50               latency samples (query-jobs round trips, job-pause/job-resume cycles)
+#   SETTLE=2                             seconds to wait after the sync before each timed job (default 0)
 #
 # Steps: build jobcored (Release, into a private artifacts folder so it never collides with other builds), make SIZE
 # of random data as a 64 KiB-cluster qcow2, start `qemu-system-x86_64 -machine none -nodefaults -display none -qmp
@@ -80,7 +81,7 @@ for _ in $(seq 1 300); do [ -S "$QSOCK" ] && [ -S "$JSOCK" ] && break; sleep 0.1
 echo "jobs on $SIZE of random data (64 KiB clusters), load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 status=0
 python3 "$ROOT/bench/vs-qemu/bench.py" --qemu "$QSOCK" --jobcored "$JSOCK" --work "$WORK" --size "$BYTES" \
-  --qemu-pid "$QEMU_PID" --jobcored-pid "$DAEMON_PID" --label "$SIZE " --rounds "${ROUNDS:-2}" --queries "${QUERIES:-1000}" --pauses "${PAUSES:-50}" || status=$?
+  --qemu-pid "$QEMU_PID" --jobcored-pid "$DAEMON_PID" --settle "${SETTLE:-0}" --label "$SIZE " --rounds "${ROUNDS:-2}" --queries "${QUERIES:-1000}" --pauses "${PAUSES:-50}" || status=$?
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$status" != 0 ]; then
   echo "--- qemu.log"; cat qemu.log; echo "--- daemon.log"; tail -n 50 daemon.log

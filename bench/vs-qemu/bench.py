@@ -290,6 +290,7 @@ def main():
     ap.add_argument("--size", required=True, type=int, help="virtual size in bytes")
     ap.add_argument("--qemu-pid", type=int, default=0, help="for the CPU seconds column")
     ap.add_argument("--jobcored-pid", type=int, default=0, help="for the CPU seconds column")
+    ap.add_argument("--settle", type=float, default=0.0, help="seconds to wait after the sync before each timed job")
     ap.add_argument("--label", default="")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--queries", type=int, default=1000)
@@ -321,6 +322,7 @@ def main():
                 prepare(img, prefix[name])
             for name in order:
                 run("sync")
+                time.sleep(a.settle)
                 c0 = cpu_seconds(pids[name])
                 t = timed(peers[name], img, prefix[name])
                 c = cpu_seconds(pids[name]) - c0
