@@ -22,11 +22,13 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/img-convert-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 command -v qemu-img >/dev/null || { echo "img-convert.sh: qemu-img is required" >&2; exit 1; }
-echo "building jobctl (Release) into $BUILD ..."
-if ! out=$(dotnet build "$ROOT/src/JobCore.Cli" -c Release -nologo -clp:ErrorsOnly --artifacts-path "$BUILD" 2>&1); then
+echo "publishing jobctl (Release, ReadyToRun: no JIT at start-up, as a shipped tool would be) into $BUILD ..."
+if ! out=$(dotnet publish "$ROOT/src/JobCore.Cli" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+           -nologo -clp:ErrorsOnly --artifacts-path "$BUILD" -o "$BUILD/publish" 2>&1); then
   echo "$out" >&2; echo "img-convert.sh: build failed" >&2; exit 1
 fi
-JOBCTL_DLL=$(find "$BUILD/bin" -name jobctl.dll -path '*release*' | head -n 1)
+JOBCTL_DLL=$BUILD/publish/jobctl.dll
+[ -f "$JOBCTL_DLL" ] || JOBCTL_DLL=
 [ -n "$JOBCTL_DLL" ] || { echo "img-convert.sh: jobctl.dll not found under $BUILD" >&2; exit 1; }
 jobctl() { dotnet "$JOBCTL_DLL" "$@"; }
 
