@@ -134,6 +134,7 @@ public sealed class MirrorJobTests
         await bed.ExpectAsync("m4:paused");
         long frozen = job.Info.CurrentProgress;
         Assert.IsTrue(frozen < job.Info.TotalProgress, $"paused before the end: {job.Info}");
+        // Not synchronisation (the paused event above is): an observation window in which a paused job must not copy.
         await Task.Delay(300);
         Assert.AreEqual(frozen, job.Info.CurrentProgress, "no copy runs while paused");
         Assert.IsTrue(job.Info.Paused);

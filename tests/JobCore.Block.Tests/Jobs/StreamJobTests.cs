@@ -204,6 +204,7 @@ public sealed class StreamJobTests
         await chain.WaitForStatusAsync("s", JobStatus.Paused);
         long frozen = job.Info.CurrentProgress;
         Assert.IsTrue(job.Info.Paused);
+        // Not synchronisation (the paused event above is): an observation window in which a paused job must not copy.
         await Task.Delay(600);
         Assert.AreEqual(frozen, job.Info.CurrentProgress, "no progress while paused");
         Assert.IsTrue(frozen < StreamTestChain.Size);
