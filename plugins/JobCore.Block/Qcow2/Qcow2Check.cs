@@ -84,7 +84,7 @@ public static class Qcow2Check
         ArgumentNullException.ThrowIfNull(file);
         var run = new CheckRun(file);
         await run.RunAsync(cancellationToken).ConfigureAwait(false);
-        return run.Result();
+        return run.BuildResult();
     }
 
     private sealed class CheckRun(BlockNode file)
@@ -192,7 +192,7 @@ public static class Qcow2Check
             }
         }
 
-        internal Qcow2CheckResult Result()
+        internal Qcow2CheckResult BuildResult()
         {
             long highest = -1;
             for (long c = _refs.Length - 1; c >= 0; c--)

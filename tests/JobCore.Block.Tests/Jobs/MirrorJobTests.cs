@@ -134,6 +134,7 @@ public sealed class MirrorJobTests
         await bed.ExpectAsync("m4:paused");
         long frozen = job.Info.CurrentProgress;
         Assert.IsTrue(frozen < job.Info.TotalProgress, $"paused before the end: {job.Info}");
+        Assert.IsFalse(job.Info.Busy, "a paused job is parked at its pause point with no I/O in flight");
         // Not synchronisation (the paused event above is): an observation window in which a paused job must not copy.
         await Task.Delay(300);
         Assert.AreEqual(frozen, job.Info.CurrentProgress, "no copy runs while paused");

@@ -204,6 +204,7 @@ public sealed class StreamJobTests
         await chain.WaitForStatusAsync("s", JobStatus.Paused);
         long frozen = job.Info.CurrentProgress;
         Assert.IsTrue(job.Info.Paused);
+        Assert.IsFalse(job.Info.Busy, "a paused job is parked at its pause point with no I/O in flight");
         // Not synchronisation (the paused event above is): an observation window in which a paused job must not copy.
         await Task.Delay(600);
         Assert.AreEqual(frozen, job.Info.CurrentProgress, "no progress while paused");
