@@ -16,26 +16,45 @@ public enum GuestWriteKind
     Discard,
 }
 
-/// <summary>A completed write through a <see cref="DirtyTrackingNode"/>, handed to its <see cref="DirtyTrackingNode.AfterWrite"/> hook.</summary>
+/// <summary>A write passing a <see cref="DirtyTrackingNode"/>, as its <see cref="DirtyTrackingNode.Interceptor"/> sees it.</summary>
 /// <param name="Kind">What kind of write.</param>
 /// <param name="Offset">Start in bytes.</param>
 /// <param name="Length">Length in bytes.</param>
 /// <param name="Data">For <see cref="GuestWriteKind.Write"/>: a private copy of the data written (the writer cannot change it); else empty.</param>
 /// <param name="MayUnmap">For <see cref="GuestWriteKind.WriteZeroes"/>: whether the writer allowed deallocation.</param>
-public readonly record struct GuestWrite(GuestWriteKind Kind, long Offset, long Length, ReadOnlyMemory<byte> Data, bool MayUnmap);
+/// <param name="Ordered">
+/// Whether every write in flight beside this one passed the interceptor too, so the interceptor could order them.
+/// False for a write that started while writes from before the interceptor was installed were still running: one of
+/// those may land after this one, so an interceptor must not treat the range as clean afterwards.
+/// </param>
+public readonly record struct GuestWrite(GuestWriteKind Kind, long Offset, long Length, ReadOnlyMemory<byte> Data, bool MayUnmap, bool Ordered = true);
+
+/// <summary>
+/// Takes a write that entered a <see cref="DirtyTrackingNode"/> and must call <paramref name="writeToChild"/> exactly
+/// once (it writes the child and marks the bitmaps, also when it throws); the writer's request completes when the
+/// returned task does. Write-blocking mirror serializes overlapping writes around the child write and copies the data
+/// to its target before returning.
+/// </summary>
+/// <param name="write">The write (for <see cref="GuestWriteKind.Write"/> with a private copy of the data).</param>
+/// <param name="writeToChild">Performs the write on the child; its exception is the write's failure.</param>
+/// <param name="cancellationToken">The writer's token.</param>
+public delegate ValueTask GuestWriteInterceptor(GuestWrite write, Func<ValueTask> writeToChild, CancellationToken cancellationToken);
 
 /// <summary>
 /// A filter that notices writes (QEMU's <c>mirror_top</c> role): mirror inserts it above its source so every write
 /// from the source's users passes through it. Each write, write-zeroes or discard marks every attached
-/// <see cref="DirtyBitmap"/> (also when the write fails, since part of it may have landed), then — only on
-/// success — awaits <see cref="AfterWrite"/>, which write-blocking mirror uses to copy the data to the target before
-/// the writer's request completes. <see cref="DrainAsync"/> holds new writes back and waits for those in flight.
+/// <see cref="DirtyBitmap"/> (also when the write fails, since part of it may have landed). An
+/// <see cref="Interceptor"/> wraps the child write: write-blocking mirror orders overlapping writes with it and copies
+/// each one to the target before the writer's request completes. <see cref="DrainAsync"/> holds new writes back and
+/// waits for those in flight.
 /// </summary>
 public sealed class DirtyTrackingNode : FilterNode
 {
     private readonly Lock _lock = new();
     private DirtyBitmap[] _bitmaps = [];
     private int _inFlight;
+    private int _unorderedInFlight;
+    private GuestWriteInterceptor? _interceptor;
     private int _drainers;
     private TaskCompletionSource? _idle;
     private TaskCompletionSource _resume = NewSignal(completed: true);
@@ -52,10 +71,15 @@ public sealed class DirtyTrackingNode : FilterNode
     public override string DriverName => "mirror_top";
 
     /// <summary>
-    /// Called after each successful write (and before the writer's request completes); an exception it throws fails
-    /// the writer's request. <see langword="null"/> = no hook.
+    /// Wraps each write, write-zeroes and discard that enters from now on (see <see cref="GuestWriteInterceptor"/>);
+    /// <see langword="null"/> = none (the write goes straight to the child). Writes already in flight keep the choice
+    /// they entered with.
     /// </summary>
-    public Func<GuestWrite, CancellationToken, ValueTask>? AfterWrite { get; set; }
+    public GuestWriteInterceptor? Interceptor
+    {
+        get { lock (_lock) { return _interceptor; } }
+        set { lock (_lock) { _interceptor = value; } }
+    }
 
     /// <summary>Writes that entered and have not completed yet.</summary>
     public int WritesInFlight
@@ -134,26 +158,25 @@ public sealed class DirtyTrackingNode : FilterNode
     public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
-        await EnterAsync(cancellationToken).ConfigureAwait(false);
+        (GuestWriteInterceptor? interceptor, bool ordered) = await EnterAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            // Bounce the data when a hook sees it, so the writer cannot change it between the two writes.
-            bool hooked = AfterWrite is not null;
-            ReadOnlyMemory<byte> stable = hooked ? data.ToArray() : data;
-            try
+            if (interceptor is null)
             {
-                await Child.WriteAsync(offset, stable, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                Mark(offset, data.Length);
+                await WriteChildAsync(offset, data, cancellationToken).ConfigureAwait(false);
+                return;
             }
 
-            await NotifyAsync(new GuestWrite(GuestWriteKind.Write, offset, data.Length, stable, false), cancellationToken).ConfigureAwait(false);
+            // Bounce the data, so the writer cannot change it between the source write and the interceptor's use.
+            ReadOnlyMemory<byte> stable = data.ToArray();
+            await interceptor(
+                new GuestWrite(GuestWriteKind.Write, offset, data.Length, stable, false, ordered),
+                () => WriteChildAsync(offset, stable, cancellationToken),
+                cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            Exit();
+            Exit(interceptor is null);
         }
     }
 
@@ -161,23 +184,23 @@ public sealed class DirtyTrackingNode : FilterNode
     public override async ValueTask WriteZeroesAsync(long offset, long length, bool mayUnmap, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
-        await EnterAsync(cancellationToken).ConfigureAwait(false);
+        (GuestWriteInterceptor? interceptor, bool ordered) = await EnterAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            try
+            if (interceptor is null)
             {
-                await Child.WriteZeroesAsync(offset, length, mayUnmap, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                Mark(offset, length);
+                await WriteZeroesChildAsync(offset, length, mayUnmap, cancellationToken).ConfigureAwait(false);
+                return;
             }
 
-            await NotifyAsync(new GuestWrite(GuestWriteKind.WriteZeroes, offset, length, default, mayUnmap), cancellationToken).ConfigureAwait(false);
+            await interceptor(
+                new GuestWrite(GuestWriteKind.WriteZeroes, offset, length, default, mayUnmap, ordered),
+                () => WriteZeroesChildAsync(offset, length, mayUnmap, cancellationToken),
+                cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            Exit();
+            Exit(interceptor is null);
         }
     }
 
@@ -185,23 +208,23 @@ public sealed class DirtyTrackingNode : FilterNode
     public override async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
-        await EnterAsync(cancellationToken).ConfigureAwait(false);
+        (GuestWriteInterceptor? interceptor, bool ordered) = await EnterAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            try
+            if (interceptor is null)
             {
-                await Child.DiscardAsync(offset, length, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                Mark(offset, length);
+                await DiscardChildAsync(offset, length, cancellationToken).ConfigureAwait(false);
+                return;
             }
 
-            await NotifyAsync(new GuestWrite(GuestWriteKind.Discard, offset, length, default, false), cancellationToken).ConfigureAwait(false);
+            await interceptor(
+                new GuestWrite(GuestWriteKind.Discard, offset, length, default, false, ordered),
+                () => DiscardChildAsync(offset, length, cancellationToken),
+                cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            Exit();
+            Exit(interceptor is null);
         }
     }
 
@@ -216,8 +239,42 @@ public sealed class DirtyTrackingNode : FilterNode
         return signal;
     }
 
-    private ValueTask NotifyAsync(GuestWrite write, CancellationToken cancellationToken) =>
-        AfterWrite is { } hook ? hook(write, cancellationToken) : ValueTask.CompletedTask;
+    // The child write plus the marking; the mark also follows a failed write, since part of it may have landed.
+    private async ValueTask WriteChildAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Child.WriteAsync(offset, data, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Mark(offset, data.Length);
+        }
+    }
+
+    private async ValueTask WriteZeroesChildAsync(long offset, long length, bool mayUnmap, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Child.WriteZeroesAsync(offset, length, mayUnmap, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Mark(offset, length);
+        }
+    }
+
+    private async ValueTask DiscardChildAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Child.DiscardAsync(offset, length, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Mark(offset, length);
+        }
+    }
 
     private void Mark(long offset, long length)
     {
@@ -233,7 +290,9 @@ public sealed class DirtyTrackingNode : FilterNode
         }
     }
 
-    private async ValueTask EnterAsync(CancellationToken cancellationToken)
+    // Admits a write unless drained, and fixes its interceptor for the whole write. A write without one counts as
+    // unordered until it exits; writes with one entering meanwhile are not Ordered.
+    private async ValueTask<(GuestWriteInterceptor? Interceptor, bool Ordered)> EnterAsync(CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -243,7 +302,13 @@ public sealed class DirtyTrackingNode : FilterNode
                 if (_drainers == 0)
                 {
                     _inFlight++;
-                    return;
+                    GuestWriteInterceptor? interceptor = _interceptor;
+                    if (interceptor is null)
+                    {
+                        _unorderedInFlight++;
+                    }
+
+                    return (interceptor, _unorderedInFlight == 0);
                 }
 
                 resume = _resume.Task;
@@ -253,10 +318,15 @@ public sealed class DirtyTrackingNode : FilterNode
         }
     }
 
-    private void Exit()
+    private void Exit(bool unordered)
     {
         lock (_lock)
         {
+            if (unordered)
+            {
+                _unorderedInFlight--;
+            }
+
             if (--_inFlight == 0 && _drainers > 0)
             {
                 _idle?.TrySetResult();

@@ -157,61 +157,83 @@ internal abstract partial class MirrorDriver<TOptions>
         }
     }
 
-    // Write-blocking mode (QEMU's active mirror): after a write reached the source, write the same (bounced) data to
-    // the target before the writer's request completes, and clear the granularity-aligned part from the bitmap; the
-    // unaligned edges stay dirty for the loop. A target error is handled by the job's policy, not by the writer.
-    // Difference from QEMU: QEMU orders overlapping active writes before they reach the source; here the hook runs
-    // after the source write, so two *concurrent overlapping* guest writes could reach the target in the other order
-    // (guests do not issue those; sequential and disjoint writes are exact).
-    private async ValueTask OnGuestWriteAsync(GuestWrite write, CancellationToken cancellationToken)
+    // Write-blocking mode (QEMU's active mirror, bdrv_mirror_top_do_write): the write takes its range exclusively
+    // before it reaches the source and keeps it until the same (bounced) data is on the target, so overlapping guest
+    // writes reach source and target in the same order, and a background copy of the range runs wholly before or
+    // after. Then the granularity-aligned part is cleared from the bitmap; unaligned edges stay dirty for the loop.
+    // Discards only mark (the loop copies what the source reads afterwards) but are ordered the same way. A target
+    // error is handled by the job's policy, not by the writer.
+    private async ValueTask WriteThroughAsync(GuestWrite write, Func<ValueTask> writeToChild, CancellationToken cancellationToken)
     {
-        if (write.Kind == GuestWriteKind.Discard || write.Length == 0 || _forceCancel.IsCancellationRequested)
+        bool ordered, copy;
+        lock (_sync)
         {
+            ordered = CopyMode == MirrorCopyMode.WriteBlocking && !_forceCancel.IsCancellationRequested;
+            copy = ordered && _error is null && write.Kind != GuestWriteKind.Discard && write.Length > 0;
+            if (copy)
+            {
+                _activeWriteBytes += write.Length;
+            }
+        }
+
+        if (!ordered)
+        {
+            await writeToChild().ConfigureAwait(false);
             return;
         }
 
-        lock (_sync)
+        if (copy)
         {
-            if (_error is not null || CopyMode != MirrorCopyMode.WriteBlocking)
-            {
-                return;
-            }
-
-            _activeWriteBytes += write.Length;
+            _context!.ProgressIncreaseRemaining(write.Length);
         }
 
-        _context!.ProgressIncreaseRemaining(write.Length);
         try
         {
             using IDisposable range = await _ranges.AcquireAsync(write.Offset, write.Length, exclusive: true, cancellationToken).ConfigureAwait(false);
-            try
+            await writeToChild().ConfigureAwait(false);
+            if (copy)
             {
-                if (write.Kind == GuestWriteKind.Write)
-                {
-                    await _target.WriteAsync(write.Offset, write.Data, cancellationToken).ConfigureAwait(false);
-                }
-                else
-                {
-                    await _target.WriteZeroesAsync(write.Offset, write.Length, write.MayUnmap && _plan.Unmap, cancellationToken).ConfigureAwait(false);
-                }
+                await CopyGuestWriteAsync(write, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno)
-            {
-                _bitmap!.SetDirty(write.Offset, write.Length);
-                OnRequestFailed(IoOperation.Write, errno, e);
-                return;
-            }
-
-            // Reset rounds inwards: only chunks the write covered entirely become clean.
-            _bitmap!.Reset(write.Offset, write.Length);
-            _context.ProgressWorkDone(write.Length);
         }
         finally
         {
-            lock (_sync)
+            if (copy)
             {
-                _activeWriteBytes -= write.Length;
+                lock (_sync)
+                {
+                    _activeWriteBytes -= write.Length;
+                }
             }
         }
+    }
+
+    private async ValueTask CopyGuestWriteAsync(GuestWrite write, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (write.Kind == GuestWriteKind.Write)
+            {
+                await _target.WriteAsync(write.Offset, write.Data, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await _target.WriteZeroesAsync(write.Offset, write.Length, write.MayUnmap && _plan.Unmap, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno)
+        {
+            _bitmap!.SetDirty(write.Offset, write.Length);
+            OnRequestFailed(IoOperation.Write, errno, e);
+            return;
+        }
+
+        if (write.Ordered)
+        {
+            // Reset rounds inwards: only chunks the write covered entirely become clean.
+            _bitmap!.Reset(write.Offset, write.Length);
+        }
+
+        _context!.ProgressWorkDone(write.Length);
     }
 }

@@ -126,7 +126,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         {
             if (_filter is { } filter)
             {
-                filter.AfterWrite = OnGuestWriteAsync;
+                filter.Interceptor = WriteThroughAsync;
             }
         }
     }
@@ -291,7 +291,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
             _filter = filter;
             if (CopyMode == MirrorCopyMode.WriteBlocking)
             {
-                filter.AfterWrite = OnGuestWriteAsync;
+                filter.Interceptor = WriteThroughAsync;
             }
         }
     }
@@ -484,7 +484,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         {
             if (_filter is { } filter)
             {
-                filter.AfterWrite = null;
+                filter.Interceptor = null;
                 if (_bitmap is { } bitmap)
                 {
                     filter.DetachBitmap(bitmap);

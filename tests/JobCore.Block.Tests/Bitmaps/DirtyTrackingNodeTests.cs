@@ -37,54 +37,111 @@ public sealed class DirtyTrackingNodeTests
     }
 
     [TestMethod]
-    public async Task A_failed_write_still_marks_and_skips_the_hook()
+    public async Task A_failed_write_still_marks_and_its_error_reaches_the_interceptor()
     {
         var child = new MemoryNode("src", 65536) { WriteError = new BlockIOException(BlockIOException.EIO) };
         var filter = new DirtyTrackingNode("top", child);
         var bitmap = new DirtyBitmap(child.Size, 512);
         filter.AttachBitmap(bitmap);
-        int hooked = 0;
-        filter.AfterWrite = (_, _) => { hooked++; return ValueTask.CompletedTask; };
+        Exception? seen = null;
+        filter.Interceptor = async (_, writeToChild, _) =>
+        {
+            try
+            {
+                await writeToChild();
+            }
+            catch (BlockIOException e)
+            {
+                seen = e;
+                throw;
+            }
+        };
         await Assert.ThrowsExactlyAsync<BlockIOException>(async () => await filter.WriteAsync(1024, new byte[512]));
         Assert.IsTrue(bitmap.IsDirty(1024));
-        Assert.AreEqual(0, hooked);
+        Assert.IsInstanceOfType<BlockIOException>(seen);
         Assert.AreEqual(0, filter.WritesInFlight);
     }
 
     [TestMethod]
-    public async Task The_hook_sees_a_private_copy_before_the_write_completes()
+    public async Task The_interceptor_sees_a_private_copy_and_decides_when_the_child_is_written()
     {
         var child = new MemoryNode("src", 65536);
         var filter = new DirtyTrackingNode("top", child);
+        var bitmap = new DirtyBitmap(child.Size, 512);
+        filter.AttachBitmap(bitmap);
         var seen = new List<GuestWrite>();
         var data = new byte[] { 7, 7, 7, 7 };
-        filter.AfterWrite = (write, _) =>
+        filter.Interceptor = async (write, writeToChild, _) =>
         {
+            Assert.IsFalse(child.IsAllocated(write.Offset), "nothing reached the child before the interceptor let it");
+            Assert.IsFalse(bitmap.IsDirty(write.Offset), "nor is it marked yet");
             data[0] = 99; // the writer's buffer changes; the copy must not
+            await writeToChild();
+            Assert.IsTrue(bitmap.IsDirty(write.Offset), "marked once written");
             seen.Add(write);
-            return ValueTask.CompletedTask;
         };
         await filter.WriteAsync(512, data);
         await filter.WriteZeroesAsync(4096, 512, mayUnmap: true);
-        Assert.AreEqual(2, seen.Count);
+        await filter.DiscardAsync(8192, 512);
+        Assert.AreEqual(3, seen.Count);
         Assert.AreEqual(GuestWriteKind.Write, seen[0].Kind);
         Assert.AreEqual(7, seen[0].Data.Span[0]);
         Assert.AreEqual(512L, seen[0].Offset);
         Assert.AreEqual(4L, seen[0].Length);
+        Assert.IsTrue(seen[0].Ordered);
         Assert.AreEqual(new GuestWrite(GuestWriteKind.WriteZeroes, 4096, 512, default, true), seen[1]);
+        Assert.AreEqual(new GuestWrite(GuestWriteKind.Discard, 8192, 512, default, false), seen[2]);
+        Assert.AreEqual((byte)7, await ReadByteAsync(child, 512), "the child got the data as written, not the changed buffer");
     }
 
     [TestMethod]
-    public async Task A_failing_hook_fails_the_writers_request()
+    public async Task A_failing_interceptor_fails_the_writers_request()
     {
         var child = new MemoryNode("src", 65536);
         var filter = new DirtyTrackingNode("top", child)
         {
-            AfterWrite = (_, _) => ValueTask.FromException(new BlockIOException(BlockIOException.ENOSPC)),
+            Interceptor = async (_, writeToChild, _) =>
+            {
+                await writeToChild();
+                throw new BlockIOException(BlockIOException.ENOSPC);
+            },
         };
         var error = await Assert.ThrowsExactlyAsync<BlockIOException>(async () => await filter.WriteAsync(0, new byte[512]));
         Assert.IsTrue(error.IsNoSpace);
         Assert.IsTrue(child.IsAllocated(0), "the source write itself landed");
+        Assert.AreEqual(0, filter.WritesInFlight);
+    }
+
+    [TestMethod]
+    public async Task Writes_beside_one_that_entered_without_the_interceptor_are_not_ordered()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var child = new MemoryNode("src", 65536) { WriteGate = gate.Task };
+        var filter = new DirtyTrackingNode("top", child);
+        Task early = filter.WriteAsync(0, new byte[512]).AsTask();
+        var seen = new List<bool>();
+        filter.Interceptor = (write, writeToChild, _) =>
+        {
+            lock (seen)
+            {
+                seen.Add(write.Ordered);
+            }
+
+            return writeToChild();
+        };
+
+        Task beside = filter.WriteAsync(1024, new byte[512]).AsTask();
+        gate.SetResult();
+        await Task.WhenAll(early, beside).WaitAsync(Timeout);
+        await filter.WriteAsync(2048, new byte[512]).AsTask().WaitAsync(Timeout);
+        CollectionAssert.AreEqual(new[] { false, true }, seen, "the early write passed unseen; only the one beside it is unordered");
+    }
+
+    private static async Task<byte> ReadByteAsync(BlockNode node, long offset)
+    {
+        var buffer = new byte[1];
+        await node.ReadAsync(offset, buffer);
+        return buffer[0];
     }
 
     [TestMethod]
