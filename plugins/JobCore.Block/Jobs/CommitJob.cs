@@ -132,6 +132,7 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
         }
 
         byte[] buffer = ArrayPool<byte>.Shared.Rent(BlockJobCommon.ChunkSize);
+        using HostWriteback? writeback = HostWriteback.For(plan.Base);
         try
         {
             long n;
@@ -185,6 +186,7 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
                 if (copy)
                 {
                     context.RateLimitProcessed(n);
+                    writeback?.Written(n);
                 }
             }
         }

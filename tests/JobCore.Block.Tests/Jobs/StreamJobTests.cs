@@ -1,6 +1,7 @@
 using JobCore.Block.Graph;
 using JobCore.Block.Jobs;
 using JobCore.Block.Nodes;
+using JobCore.Block.Tests.Graph;
 
 namespace JobCore.Block.Tests.Jobs;
 
@@ -86,6 +87,28 @@ public sealed class StreamJobTests
         // [512K, 1536K) + [2816K, 3136K) + the zero range [3584K, 3712K)
         Assert.AreEqual(1472 * StreamTestChain.K, allocated, "top holds its own data plus mid's ranges, nothing of base");
         await chain.VerifyAsync(chain.TopPath, StreamTestChain.TopView);
+    }
+
+    [TestMethod]
+    public async Task A_range_with_nothing_to_copy_is_skipped_whole_and_copies_stay_one_chunk()
+    {
+        const long size = 64L << 20;
+        var @base = new MemoryNode("base", size);
+        @base.Fill(0, 1 << 20, 0x11);
+        var mid = new MemoryNode("mid", size, @base);
+        mid.Fill(40L << 20, 2 << 20, 0x22);
+        var top = new MemoryNode("top", size, mid);
+        top.Fill(60L << 20, 1 << 20, 0x33);
+
+        // Up to mid's data nothing lies above base: one step of 40 MiB, not 80 chunks (sparse images cost their data only).
+        Assert.AreEqual((40L << 20, false), await StreamJob.NextExtentAsync(top, @base, 0, size, CancellationToken.None));
+        Assert.AreEqual((Chunk, true), await StreamJob.NextExtentAsync(top, @base, 40L << 20, size, CancellationToken.None));
+        Assert.AreEqual((18L << 20, false), await StreamJob.NextExtentAsync(top, @base, 42L << 20, size, CancellationToken.None));
+        Assert.AreEqual((1L << 20, false), await StreamJob.NextExtentAsync(top, @base, 60L << 20, size, CancellationToken.None), "top's own data");
+        Assert.AreEqual((Chunk, true), await StreamJob.NextExtentAsync(top, null, 0, size, CancellationToken.None), "base copied when streaming the whole chain");
+        Assert.AreEqual((size - (1L << 20), false),
+            await StreamJob.NextExtentAsync(new MemoryNode("t", size, new MemoryNode("short", 1 << 20)), null, 1L << 20, size, CancellationToken.None),
+            "past the end of a short backing chain the rest is done");
     }
 
     [TestMethod]
