@@ -108,6 +108,49 @@ public sealed partial class BlockGraph
         throw new BlockGraphException($"Cannot find device='{reference}' nor node-name='{reference}'");
     }
 
+    /// <summary>
+    /// QEMU's <c>bdrv_open_backing_file</c> for a qcow2 node opened without its backing (<c>"backing": null</c>): opens
+    /// the chain its header names (read-only, implicit <c>#blockNNN</c> names, as blockdev-add would have) and
+    /// attaches it. drive-mirror <c>mode=existing</c> does this when its job succeeds. A node that already has a
+    /// backing node, or whose header names none, is left alone; on failure nothing stays open.
+    /// </summary>
+    /// <param name="image">A qcow2 node of this graph.</param>
+    /// <param name="cancellationToken">Cancels the wait for other graph changes and the open.</param>
+    /// <exception cref="BlockGraphException"><c>Could not open backing file: ...</c>.</exception>
+    public async ValueTask OpenBackingChainAsync(Qcow2Node image, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        await _mutation.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfDisposed();
+            lock (_lock)
+            {
+                RequireRegisteredLocked(image);
+            }
+
+            if (image.Backing is not null || image.BackingFileName is null)
+            {
+                return;
+            }
+
+            var context = new OpenContext();
+            try
+            {
+                image.SetBackingNode(await OpenBackingFromHeaderAsync(image, context, 1, cancellationToken).ConfigureAwait(false));
+            }
+            catch
+            {
+                await RollBackAsync(context).ConfigureAwait(false);
+                throw;
+            }
+        }
+        finally
+        {
+            _mutation.Release();
+        }
+    }
+
     private async ValueTask<BlockNode> OpenBackingFromHeaderAsync(Qcow2Node overlay, OpenContext context, int depth, CancellationToken cancellationToken)
     {
         try

@@ -137,6 +137,34 @@ public sealed partial class BlockGraph : IAsyncDisposable
     public BlockNode GetNode(string nodeName) =>
         Find(nodeName) ?? throw new BlockGraphException($"Node '{nodeName}' not found");
 
+    /// <summary>
+    /// Drops the monitor's reference to <paramref name="node"/>, a root the daemon opened for a command (drive-mirror's
+    /// target, which QEMU does not hand to the monitor): it stays open while a parent, backend or job uses it and is
+    /// closed once nothing does.
+    /// </summary>
+    /// <param name="node">A node of this graph.</param>
+    /// <param name="cancellationToken">Cancels the wait for other graph changes.</param>
+    public async ValueTask DisownAsync(BlockNode node, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        await _mutation.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfDisposed();
+            lock (_lock)
+            {
+                RequireRegisteredLocked(node);
+                EntryOf(node)!.MonitorOwned = false;
+            }
+
+            await CollectAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _mutation.Release();
+        }
+    }
+
     /// <summary>Whether <paramref name="node"/> was added by <c>blockdev-add</c> as a root (and not deleted since).</summary>
     /// <param name="node">A node.</param>
     public bool IsMonitorOwned(BlockNode node)
