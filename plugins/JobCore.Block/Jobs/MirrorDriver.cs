@@ -175,7 +175,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
     }
 
     /// <summary>
-    /// On success: release the bitmap, set the target's backing per the plan, pivot when <c>complete</c> was used
+    /// On success: release the bitmap, set or open the target's backing per the plan, pivot when <c>complete</c> was used
     /// (the target replaces the source for every parent), remove the filter. A failure fails the job.
     /// </summary>
     protected override async ValueTask PrepareAsync(JobContext context, CancellationToken cancellationToken)
@@ -193,6 +193,11 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
             {
                 await _graph.ChangeBackingAsync(_target, backing, writeHeader: false, cancellationToken: cancellationToken).ConfigureAwait(false);
             }
+        }
+
+        else if (_plan.TargetBacking == MirrorTargetBacking.OpenChain && BackingChain.SkipFilters(_target) is Qcow2Node image)
+        {
+            await _graph.OpenBackingChainAsync(image, cancellationToken).ConfigureAwait(false);
         }
 
         if (_completeRequested)

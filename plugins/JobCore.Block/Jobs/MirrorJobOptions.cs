@@ -43,6 +43,12 @@ public enum MirrorTargetBacking
     /// itself (sync=none) or nothing (sync=full).
     /// </summary>
     SourceChain,
+
+    /// <summary>
+    /// <c>drive-mirror</c> with <c>mode=existing</c> (QEMU's <c>MIRROR_OPEN_BACKING_CHAIN</c>): the target was opened
+    /// without a backing node; on success (complete, or a soft cancel after READY) the chain its header names is opened.
+    /// </summary>
+    OpenChain,
 }
 
 /// <summary>The options of a <c>mirror</c> job (<c>blockdev-mirror</c> / <c>drive-mirror</c>).</summary>

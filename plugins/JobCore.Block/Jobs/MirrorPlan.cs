@@ -101,8 +101,7 @@ internal sealed class MirrorPlan
         }
 
         long granularity = options.Granularity != 0 ? options.Granularity : DefaultGranularity(target);
-        if (options.TargetBacking == MirrorTargetBacking.SourceChain && HasUnopenedBacking(target, out int clusterSize) &&
-            clusterSize > granularity)
+        if (HasUnopenedBacking(target, out int clusterSize) && clusterSize > granularity)
         {
             // Copies must cover whole target clusters, or a partial write would fill the rest from a backing that is
             // not open yet (QEMU widens each copy with its COW bitmap; whole-cluster granularity has the same effect).

@@ -117,9 +117,10 @@ internal sealed class MirrorCommands : QmpCommandModule
     }
 
     // QEMU's qmp_drive_mirror: create the target image (unless mode=existing) with the source's size and, for
-    // sync=top/none, the backing file the finished target will need; open it without its backing (the job gives it
-    // the right backing node on success); then mirror into it like blockdev-mirror. Difference: an existing target
-    // is opened with the backing chain its header names right away (QEMU opens it at completion).
+    // sync=top/none, the backing file the finished target will need; open it without its backing; then mirror into it
+    // like blockdev-mirror. On success the job gives a created target the right backing node, and opens the chain an
+    // existing target's header names (QEMU 7.2 does both in mirror_exit_common). The target belongs to the job, not
+    // to the monitor: it stays only if the pivot gave it users.
     private static async ValueTask<JsonNode?> DriveMirrorAsync(JobEngine engine, BlockGraph graph, JsonObject args, CancellationToken cancellationToken)
     {
         string device = args["device"]!.GetValue<string>();
@@ -165,7 +166,7 @@ internal sealed class MirrorCommands : QmpCommandModule
             ["node-name"] = nodeName,
             ["file"] = new JsonObject { ["driver"] = "file", ["filename"] = filename },
         };
-        if (format == "qcow2" && !existing)
+        if (format == "qcow2")
         {
             target["backing"] = null;
         }
@@ -183,7 +184,7 @@ internal sealed class MirrorCommands : QmpCommandModule
                 Sync = sync,
                 Unmap = BlockCommands.Flag(args, "unmap") ?? true,
                 TargetIsZero = !existing,
-                TargetBacking = existing ? MirrorTargetBacking.Leave : MirrorTargetBacking.SourceChain,
+                TargetBacking = existing ? MirrorTargetBacking.OpenChain : MirrorTargetBacking.SourceChain,
             }, cancellationToken).ConfigureAwait(false);
         }
         catch
@@ -191,6 +192,9 @@ internal sealed class MirrorCommands : QmpCommandModule
             await graph.RemoveAsync(nodeName, CancellationToken.None).ConfigureAwait(false);
             throw;
         }
+
+        // The job holds the target now; without the monitor's reference it closes when nothing uses it any more.
+        await graph.DisownAsync(graph.GetNode(nodeName), CancellationToken.None).ConfigureAwait(false);
 
         return null;
     }

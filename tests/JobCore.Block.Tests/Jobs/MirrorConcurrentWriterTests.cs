@@ -23,7 +23,8 @@ public sealed class MirrorConcurrentWriterTests
         await bed.OpenAsync("dst", dst);
         BlockBackend guest = bed.Graph.AttachBackend("guest", source);
 
-        var options = new MirrorJobOptions { Id = "w", Device = "src", Target = "dst", CopyMode = mode, TargetIsZero = true };
+        // Rate-limited while the guest writes (so the writes meet a copy in progress), then unlimited to converge.
+        var options = new MirrorJobOptions { Id = "w", Device = "src", Target = "dst", CopyMode = mode, TargetIsZero = true, Speed = 4L << 20 };
         Job job = await bed.StartAsync(options);
         await WhenTrackingAsync(options);
         long initial = 20L << 20;
@@ -57,6 +58,7 @@ public sealed class MirrorConcurrentWriterTests
         }
 
         await Task.WhenAll(Task.Run(() => WriterAsync(1, 0)), Task.Run(() => WriterAsync(2, Size / 2))).WaitAsync(MirrorTestBed.Timeout);
+        job.SetSpeed(0);
         await bed.ExpectAsync("w:ready", "w:READY");
         Assert.IsTrue(during > 0, "some writes ran while the job was copying");
         Assert.IsTrue(job.Info.TotalProgress > initial, $"the total grew with the writes: {job.Info}");

@@ -87,6 +87,78 @@ public sealed class MirrorJobTests
         await bed.AssertSameContentAsync(src, dst);
     }
 
+    /// <summary>
+    /// drive-mirror mode=existing semantics (<see cref="MirrorTargetBacking.OpenChain"/>): the target, opened without the
+    /// backing its header names, gets that chain opened when the job succeeds (complete with pivot, or a soft cancel
+    /// after READY), never when it is force-cancelled; the header stays as it was.
+    /// </summary>
+    [TestMethod]
+    [DataRow("complete")]
+    [DataRow("soft-cancel")]
+    [DataRow("force-cancel")]
+    public async Task An_existing_target_gets_the_backing_its_header_names_only_when_the_job_succeeds(string finish)
+    {
+        await using var bed = new MirrorTestBed();
+        (string basePath, string src) = await MakeChainAsync(bed);
+        string copyOfBase = bed.File("tbase.qcow2");
+        System.IO.File.Copy(basePath, copyOfBase);
+        string dst = await bed.CreateQcow2Async("dst.qcow2", Size, copyOfBase);
+        await bed.OpenAsync("base", basePath, ""","read-only":true""");
+        BlockNode source = await bed.OpenAsync("src", src, ""","backing":"base" """);
+        BlockNode target = await bed.OpenAsync("dst", dst, ""","backing":null""");
+        BlockBackend guest = bed.Graph.AttachBackend("guest", source);
+
+        Job job = await bed.StartAsync(new MirrorJobOptions
+        {
+            Id = "e", Device = "src", Target = "dst", Sync = MirrorSyncMode.Top, TargetBacking = MirrorTargetBacking.OpenChain,
+            Speed = finish == "force-cancel" ? 1 : 0,
+        });
+        if (finish == "force-cancel")
+        {
+            await MirrorTestBed.WaitForAsync(job, i => i.CurrentProgress > 0);
+            await job.CancelAsync(force: true);
+            await bed.ExpectAsync("e:aborting", "e:CANCELLED", "e:concluded", "e:null");
+            Assert.IsNull(target.Backing, "a cancelled job opens nothing");
+            Assert.AreSame(source, guest.Node);
+            await bed.AssertCheckedAsync(dst);
+            return;
+        }
+
+        await bed.ExpectAsync("e:ready", "e:READY");
+        Assert.IsNull(target.Backing, "not opened while the job runs");
+        if (finish == "complete")
+        {
+            job.Complete();
+        }
+        else
+        {
+            await job.CancelAsync(force: false);
+        }
+
+        await bed.ExpectCompletedAsync("e");
+        Assert.AreSame(finish == "complete" ? target : source, guest.Node);
+        var opened = target.Backing as Qcow2Node;
+        Assert.IsNotNull(opened, "the header's backing chain was opened");
+        Assert.AreEqual(copyOfBase, BackingChain.TryGetFilename(opened));
+        Assert.IsTrue(opened.ReadOnly);
+
+        // The guest view through the new chain equals the source's (base + src layers).
+        var expected = new byte[Size];
+        var actual = new byte[Size];
+        await source.ReadAsync(0, expected);
+        await target.ReadAsync(0, actual);
+        CollectionAssert.AreEqual(expected, actual);
+        await bed.AssertSameContentAsync(src, dst);
+        Assert.AreEqual("tbase.qcow2", Path.GetFileName((await QemuImgInfoAsync(dst))["backing-filename"]!.GetValue<string>()), "the header is untouched");
+    }
+
+    private static async Task<System.Text.Json.Nodes.JsonNode> QemuImgInfoAsync(string image)
+    {
+        JobCore.Block.Tests.Interop.ToolResult info = await JobCore.Block.Tests.Interop.QemuImg.ImgAsync("info", "--output=json", image);
+        Assert.AreEqual(0, info.ExitCode, info.All);
+        return System.Text.Json.Nodes.JsonNode.Parse(info.Output)!;
+    }
+
     [TestMethod]
     public async Task Soft_cancel_after_ready_completes_without_pivot_and_the_target_is_a_copy()
     {

@@ -31,20 +31,24 @@ public sealed class MirrorQmpTests
 
     [TestMethod]
     [DynamicData(nameof(Scenarios))]
-    public async Task Event_sequence_matches_qemu(string scenario)
+    public async Task Event_sequence_matches_qemu(string scenario) => await SameOnBothAsync(peer => RunAsync(peer, scenario));
+
+    // Runs the script on QEMU 7.2, then on jobcored, asserts both logs are equal and returns jobcored's.
+    private static async Task<List<string>> SameOnBothAsync(Func<QmpJobPeer, Task<List<string>>> script)
     {
         List<string> qemu, ours;
         await using (QmpJobPeer peer = await QmpJobPeer.StartQemuAsync())
         {
-            qemu = await RunAsync(peer, scenario);
+            qemu = await script(peer);
         }
 
         await using (QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync())
         {
-            ours = await RunAsync(peer, scenario);
+            ours = await script(peer);
         }
 
         CollectionAssert.AreEqual(qemu, ours, $"qemu:\n{string.Join("\n", qemu)}\njobcored:\n{string.Join("\n", ours)}");
+        return ours;
     }
 
     [TestMethod]
@@ -137,22 +141,93 @@ public sealed class MirrorQmpTests
         });
         List<string> events = await QmpJobPeer.ReadJobEventsAsync(peer.Client, "m", "BLOCK_JOB_READY");
         Assert.AreEqual("BLOCK_JOB_READY {device=\"m\",len=2097152,offset=2097152,speed=0,type=\"mirror\"}", events[^1], "only src's own 2 MiB");
+        Assert.AreEqual(
+            $"depth=0 backing-image=False backing-filename={File(peer, "base.qcow2")}",
+            await DescribeNodeAsync(peer, "new"),
+            "created with the base as backing file, opened without it");
         await peer.Client.ExecuteAsync("job-complete", new JsonObject { ["id"] = "m" });
         await QmpJobPeer.ReadJobEventsAsync(peer.Client, "m", "null");
-        JsonObject node = (await peer.Client.ExecuteAsync("query-named-block-nodes"))!.AsArray()
-            .Single(n => n!["node-name"]!.GetValue<string>() == "new")!.AsObject();
-        Assert.AreEqual(File(peer, "base.qcow2"), node["image"]!["backing-filename"]!.GetValue<string>());
-        Assert.AreEqual(1, node["backing_file_depth"]!.GetValue<int>(), "the job gave the target the base as backing node");
-        foreach (string name in new[] { "new", "unused", "src", "base" })
+
+        // Nothing uses the source, so nothing uses the target after the pivot: it is gone, as in QEMU.
+        Assert.AreEqual("absent", await DescribeNodeAsync(peer, "new"));
+        foreach (string name in new[] { "unused", "src", "base" })
         {
             await peer.Client.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = name });
         }
 
+        ToolResult info = await QemuImg.ImgAsync("info", "--output=json", target);
+        Assert.AreEqual(File(peer, "base.qcow2"), JsonNode.Parse(info.Output)!["backing-filename"]!.GetValue<string>());
         ToolResult compare = await QemuImg.ImgAsync("compare", File(peer, "src.qcow2"), target);
         Assert.AreEqual(0, compare.ExitCode, compare.All);
         ToolResult check = await QemuImg.ImgAsync("check", target);
         Assert.AreEqual(0, check.ExitCode, check.All);
     }
+
+    /// <summary>
+    /// drive-mirror mode=existing (sync=top into an image whose header names its own copy of the base): the target is
+    /// opened without its backing while the job runs, the chain its header names is opened only when the job succeeds,
+    /// the header is left as it was, and the target belongs to the job (blockdev-del says it is in use, and it is gone
+    /// once nothing uses it). The same script on QEMU 7.2 and jobcored.
+    /// </summary>
+    [TestMethod]
+    [DataRow("job-complete")]
+    [DataRow("block-job-cancel")]
+    public async Task Drive_mirror_existing_opens_the_target_backing_only_at_the_end_as_qemu(string finish)
+    {
+        List<string> ours = await SameOnBothAsync(peer => RunDriveMirrorExistingAsync(peer, finish));
+        CollectionAssert.Contains(ours, "depth=0 backing-image=False backing-filename=tbase.qcow2", "opened without its backing while running");
+    }
+
+    private static async Task<List<string>> RunDriveMirrorExistingAsync(QmpJobPeer peer, string finish)
+    {
+        QmpClient c = peer.Client;
+        await OpenAsync(peer, "src", "unused");
+        System.IO.File.Copy(File(peer, "base.qcow2"), File(peer, "tbase.qcow2"));
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", "-b", "tbase.qcow2", "-F", "qcow2", File(peer, "tgt.qcow2"), ImageSize);
+        var log = new List<string>();
+        await c.ExecuteAsync("drive-mirror", new JsonObject
+        {
+            ["job-id"] = "m", ["device"] = "src", ["target"] = File(peer, "tgt.qcow2"), ["format"] = "qcow2",
+            ["mode"] = "existing", ["sync"] = "top", ["node-name"] = "new",
+        });
+        log.Add(await DescribeNodeAsync(peer, "new"));
+        log.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "m", "BLOCK_JOB_READY"));
+        log.Add(await DescribeNodeAsync(peer, "new"));
+        log.Add(Reply(await c.RequestAsync(new JsonObject { ["execute"] = "blockdev-del", ["arguments"] = new JsonObject { ["node-name"] = "new" } })));
+        await c.ExecuteAsync(finish, finish == "job-complete" ? new JsonObject { ["id"] = "m" } : new JsonObject { ["device"] = "m" });
+        log.AddRange(await QmpJobPeer.ReadJobEventsAsync(c, "m", "null"));
+        log.Add(await DescribeNodeAsync(peer, "new"));
+        log.Add(Reply(await c.RequestAsync(new JsonObject { ["execute"] = "blockdev-del", ["arguments"] = new JsonObject { ["node-name"] = "new" } })));
+        foreach (string name in new[] { "unused", "src", "base" })
+        {
+            await c.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = name });
+        }
+
+        ToolResult info = await QemuImg.ImgAsync("info", "--output=json", File(peer, "tgt.qcow2"));
+        JsonNode header = JsonNode.Parse(info.Output)!;
+        log.Add($"header backing={header["backing-filename"]} format={header["backing-filename-format"]}");
+        ToolResult compare = await QemuImg.ImgAsync("compare", File(peer, "src.qcow2"), File(peer, "tgt.qcow2"));
+        log.Add($"compare={compare.ExitCode}");
+        ToolResult check = await QemuImg.ImgAsync("check", File(peer, "tgt.qcow2"));
+        log.Add($"check={check.ExitCode}");
+        return log;
+    }
+
+    // The parts of a query-named-block-nodes entry that say how the node's backing stands.
+    private static async Task<string> DescribeNodeAsync(QmpJobPeer peer, string nodeName)
+    {
+        JsonObject? node = (await peer.Client.ExecuteAsync("query-named-block-nodes"))!.AsArray()
+            .SingleOrDefault(n => n!["node-name"]!.GetValue<string>() == nodeName)?.AsObject();
+        if (node is null)
+        {
+            return "absent";
+        }
+
+        JsonObject image = node["image"]!.AsObject();
+        return $"depth={node["backing_file_depth"]} backing-image={image["backing-image"] is not null} backing-filename={image["backing-filename"]}";
+    }
+
+    private static string Reply(JsonObject reply) => reply["error"] is JsonObject e ? $"{e["class"]}: {e["desc"]}" : "ok";
 
     [TestMethod]
     public async Task Refusals_match_qemu()
@@ -200,7 +275,7 @@ public sealed class MirrorQmpTests
         foreach (string command in commands)
         {
             JsonObject reply = await peer.Client.RequestAsync(JsonNode.Parse(command)!.AsObject());
-            answers.Add(reply["error"] is JsonObject e ? $"{e["class"]}: {e["desc"]}" : "ok");
+            answers.Add(Reply(reply));
         }
 
         return answers;
