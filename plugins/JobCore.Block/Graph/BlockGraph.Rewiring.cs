@@ -217,6 +217,12 @@ public sealed partial class BlockGraph
             }
 
             image.SetBackingNode(backing);
+            lock (_lock)
+            {
+                BlockBackend? device = _backends.Values.FirstOrDefault(b => ReferenceEquals(b.Node, overlay) || ReferenceEquals(b.Node, image));
+                _backingParentLabels[image.NodeName] = (device?.Name ?? image.NodeName, _nextOrder++);
+            }
+
             await CollectAsync().ConfigureAwait(false);
         }
         finally

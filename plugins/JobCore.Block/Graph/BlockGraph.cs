@@ -21,6 +21,12 @@ public sealed partial class BlockGraph : IAsyncDisposable
     private readonly Dictionary<string, NodeEntry> _nodes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, BlockBackend> _backends = new(StringComparer.Ordinal);
     private readonly List<BlockJobLease> _leases = [];
+
+    // QEMU names a backing node's parent in its op blocker when the backing edge is made: the parent's device name if
+    // a backend is attached to it then, else its node name; the newest blocker is the one reported. Edges made by
+    // ChangeBackingAsync are kept here (by the parent's node name) with that name and when they were made (on the
+    // node-order clock); an edge made when its parent was opened uses the node name and the parent's order.
+    private readonly Dictionary<string, (string Label, long Order)> _backingParentLabels = new(StringComparer.Ordinal);
     private long _nextAutoName;
     private long _nextOrder;
     private bool _disposed;
@@ -206,7 +212,9 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// <c>blockdev-del</c>: releases a node added with <see cref="AddAsync(BlockdevOptions, CancellationToken)"/>
     /// and closes it with every implicit child nothing else uses. Refusals, in QEMU's order:
     /// <c>Failed to find node with node-name='x'</c>; <c>Node x is in use</c> (a backend or a job uses it as its
-    /// own child); <c>Node 'x' is busy: block device is in use by block job: stream</c>;
+    /// own child); <c>Node 'x' is busy: block device is in use by block job: stream</c>; <c>Node 'x' is busy: node
+    /// is used as backing hd of 'y'</c> (QEMU's backing op blocker; y is the overlay's node name, or its device name
+    /// when the backing was set while a backend was attached to it);
     /// <c>Node x is not owned by the monitor</c>; <c>Block device x is in use</c> (another node's child).
     /// </summary>
     /// <param name="nodeName">The node name.</param>
@@ -233,6 +241,13 @@ public sealed partial class BlockGraph : IAsyncDisposable
                 }
 
                 ThrowIfBusyLocked(node);
+                if (_nodes.Values.Where(e => ReferenceEquals(e.Node.Backing, node))
+                    .Select(e => _backingParentLabels.GetValueOrDefault(e.Node.NodeName, (Label: e.Node.NodeName, e.Order)))
+                    .OrderByDescending(edge => edge.Order).FirstOrDefault() is { Label: not null } newest)
+                {
+                    throw new BlockGraphException($"Node '{nodeName}' is busy: node is used as backing hd of '{newest.Label}'");
+                }
+
                 if (!entry.MonitorOwned)
                 {
                     throw new BlockGraphException($"Node {nodeName} is not owned by the monitor");
@@ -376,6 +391,7 @@ public sealed partial class BlockGraph : IAsyncDisposable
                 foreach (NodeEntry entry in garbage)
                 {
                     _nodes.Remove(entry.Node.NodeName);
+                    _backingParentLabels.Remove(entry.Node.NodeName);
                 }
             }
 

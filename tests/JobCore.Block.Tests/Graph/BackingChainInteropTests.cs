@@ -116,7 +116,7 @@ public sealed class BackingChainInteropTests
         Assert.AreSame(@base, mid.Backing);
         await mid.ReadAsync(32 * K, buffer);
         Assert.AreEqual(0x11, buffer[0]);
-        Assert.AreEqual("Block device base is in use", (await Assert.ThrowsExactlyAsync<BlockGraphException>(
+        Assert.AreEqual("Node 'base' is busy: node is used as backing hd of 'mid'", (await Assert.ThrowsExactlyAsync<BlockGraphException>(
             async () => await dir.Graph.RemoveAsync("base"))).Message);
 
         var error = await Assert.ThrowsExactlyAsync<BlockGraphException>(() => OpenAsync(dir, "x", top, ""","backing":"nonode" """));

@@ -154,6 +154,32 @@ public sealed partial class BlockGraphTests
     }
 
     [TestMethod]
+    public async Task Blockdev_del_of_a_backing_node_names_the_overlay_as_qemu_does()
+    {
+        await using var dir = new GraphTestFolder();
+        foreach ((string name, string? backing) in new[] { ("base", (string?)null), ("mid", "base"), ("top", "mid") })
+        {
+            await Interop.QemuImg.ImgOkAsync(backing is null
+                ? ["create", "-q", "-f", "qcow2", dir.File(name + ".qcow2"), "1M"]
+                : ["create", "-q", "-f", "qcow2", "-b", backing + ".qcow2", "-F", "qcow2", dir.File(name + ".qcow2")]);
+            string below = backing is null ? "null" : $"\"{backing}\"";
+            await AddAsync(dir.Graph, $$$"""{"driver":"qcow2","node-name":"{{{name}}}","file":{"driver":"file","filename":{{{GraphTestFolder.Json(dir.File(name + ".qcow2"))}}}},"backing":{{{below}}}}""");
+        }
+
+        // QEMU 7.2's backing op blocker: the overlay's node name when the edge was made without a backend on it ...
+        Assert.AreEqual("Node 'base' is busy: node is used as backing hd of 'mid'", (await RefusedAsync(() => dir.Graph.RemoveAsync("base").AsTask())).Message);
+        Assert.AreEqual("Node 'mid' is busy: node is used as backing hd of 'top'", (await RefusedAsync(() => dir.Graph.RemoveAsync("mid").AsTask())).Message);
+
+        // ... and its device name when a backend was attached to it then (a stream or commit into a drive).
+        dir.Graph.AttachBackend("drive0", dir.Graph.GetNode("top"));
+        Assert.AreEqual("Node 'mid' is busy: node is used as backing hd of 'top'", (await RefusedAsync(() => dir.Graph.RemoveAsync("mid").AsTask())).Message);
+        await dir.Graph.ChangeBackingAsync(dir.Graph.GetNode("top"), dir.Graph.GetNode("base"), writeHeader: false);
+        Assert.AreEqual("Node 'base' is busy: node is used as backing hd of 'drive0'", (await RefusedAsync(() => dir.Graph.RemoveAsync("base").AsTask())).Message);
+        await dir.Graph.RemoveAsync("mid");
+        Assert.IsNull(dir.Graph.Find("mid"));
+    }
+
+    [TestMethod]
     public async Task Job_leases_conflict_on_shared_nodes_only()
     {
         await using var dir = new GraphTestFolder();
