@@ -7,7 +7,9 @@ namespace JobCore.Block.Graph;
 /// <param name="Offset">Start of the extent in bytes.</param>
 /// <param name="Length">Length of the extent in bytes, all with the same answer (0 only past the end of the top).</param>
 /// <param name="Allocated">Some layer from the top down to (excluding) the base has the extent allocated.</param>
-public readonly record struct AllocationExtent(long Offset, long Length, bool Allocated);
+/// <param name="Zero">The allocated extent reads as zeroes without stored data (a zero cluster, or past the end of a
+/// shorter layer); only <see cref="BackingChain.StatusAboveAsync"/> reports it, and only with <paramref name="Allocated"/>.</param>
+public readonly record struct AllocationExtent(long Offset, long Length, bool Allocated, bool Zero = false);
 
 /// <summary>
 /// Helpers over a backing chain: a node, its backing node, that one's backing node, ... Filters (blkdebug,
@@ -125,6 +127,20 @@ public static class BackingChain
     /// <param name="length">Longest extent wanted (&gt; 0).</param>
     /// <param name="cancellationToken">Cancels the query.</param>
     public static async ValueTask<AllocationExtent> IsAllocatedAboveAsync(
+        BlockNode top, BlockNode? @base, long offset, long length, CancellationToken cancellationToken = default) =>
+        (await StatusAboveAsync(top, @base, offset, length, cancellationToken).ConfigureAwait(false)) with { Zero = false };
+
+    /// <summary>
+    /// <see cref="IsAllocatedAboveAsync"/> plus the zero flag of the layer that has the extent allocated (QEMU's
+    /// <c>bdrv_co_common_block_status_above</c> down to the base's overlay, as commit asks it since QEMU 10.0): an
+    /// allocated extent with <see cref="AllocationExtent.Zero"/> reads as zeroes and needs no data read to copy.
+    /// </summary>
+    /// <param name="top">The top of the chain.</param>
+    /// <param name="base">The first layer not asked, or <see langword="null"/>.</param>
+    /// <param name="offset">Start in bytes.</param>
+    /// <param name="length">Longest extent wanted (&gt; 0).</param>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    public static async ValueTask<AllocationExtent> StatusAboveAsync(
         BlockNode top, BlockNode? @base, long offset, long length, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(top);
@@ -148,7 +164,7 @@ public static class BackingChain
             long layerSize = layer.Size;
             if (offset >= layerSize)
             {
-                return new AllocationExtent(offset, unallocated, true);
+                return new AllocationExtent(offset, unallocated, true, Zero: true);
             }
 
             BlockStatus status = await layer.GetBlockStatusAsync(offset, Math.Min(unallocated, layerSize - offset), cancellationToken).ConfigureAwait(false);
@@ -159,7 +175,7 @@ public static class BackingChain
 
             if (status.Allocated)
             {
-                return new AllocationExtent(offset, Math.Min(status.Length, unallocated), true);
+                return new AllocationExtent(offset, Math.Min(status.Length, unallocated), true, status.Zero);
             }
 
             unallocated = Math.Min(unallocated, status.Length);

@@ -31,7 +31,8 @@ public sealed record CommitJobOptions : BlockJobOptions
 
 /// <summary>
 /// QEMU's intermediate <c>block-commit</c> (<c>block/commit.c</c>): copies everything allocated in the top and the
-/// layers down to (excluding) the base into the base in 512 KiB steps (zero ranges as write-zeroes), growing the base
+/// layers down to (excluding) the base into the base in 512 KiB steps (ranges the layers report as zero as
+/// write-zeroes, without reading them), growing the base
 /// first if it is smaller. On success the image above the top gets the base as its backing (graph and header) and the
 /// top and the layers between drop out of the chain; on failure or cancel the chain is unchanged (the base may
 /// already hold some of the data, which the layers above still shadow).
@@ -151,23 +152,24 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
                 {
                     top = plan.Top;
                     BlockNode @base = plan.Base;
-                    AllocationExtent extent = await BackingChain.IsAllocatedAboveAsync(top, @base, offset, BlockJobCommon.ChunkSize, cancellationToken)
+                    AllocationExtent extent = await BackingChain.StatusAboveAsync(top, @base, offset, BlockJobCommon.ChunkSize, cancellationToken)
                         .ConfigureAwait(false);
                     n = extent.Length;
                     copy = extent.Allocated;
-                    if (copy)
+                    if (copy && extent.Zero)
+                    {
+                        // As QEMU 10's commit_iteration: a range the layers above say is zero is written as zeroes
+                        // (unmapping allowed) without reading it, so the base stays sparse; stored data, even all-zero
+                        // data, is copied as data.
+                        side = IoOperation.Write;
+                        await @base.WriteZeroesAsync(offset, n, mayUnmap: true, cancellationToken).ConfigureAwait(false);
+                    }
+                    else if (copy)
                     {
                         Memory<byte> data = buffer.AsMemory(0, (int)n);
                         await top.ReadAsync(offset, data, cancellationToken).ConfigureAwait(false);
                         side = IoOperation.Write;
-                        if (data.Span.ContainsAnyExcept((byte)0))
-                        {
-                            await @base.WriteAsync(offset, data, cancellationToken).ConfigureAwait(false);
-                        }
-                        else
-                        {
-                            await @base.WriteZeroesAsync(offset, n, mayUnmap: false, cancellationToken).ConfigureAwait(false);
-                        }
+                        await @base.WriteAsync(offset, data, cancellationToken).ConfigureAwait(false);
                     }
                 }
                 catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is int errno)

@@ -76,6 +76,8 @@ public sealed class StreamQmpTests
             """{"execute":"blockdev-add","arguments":{"driver":"qcow2","node-name":"x"}}""",
             """{"execute":"blockdev-add","arguments":{"driver":"qcow2","node-name":"top","file":"base"}}""",
             """{"execute":"blockdev-del","arguments":{"node-name":"zz"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"base"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"mid"}}""",
             """{"execute":"block-stream","arguments":{"device":"nope"}}""",
             """{"execute":"block-stream","arguments":{"device":"top","base":"x","base-node":"base"}}""",
             """{"execute":"block-stream","arguments":{"device":"top","base-node":"nope"}}""",
@@ -115,6 +117,49 @@ public sealed class StreamQmpTests
         {
             Assert.AreEqual(qemu[i], ours[i], $"command {commands[i]}");
         }
+    }
+
+    [TestMethod]
+    public async Task Commit_writes_zero_ranges_as_zero_clusters_and_data_as_data_as_qemu_10_does()
+    {
+        // mid: data, a zero range (zero clusters), and stored data that happens to be all zero.
+        string[] midWrites = ["write -P 0x22 0 1M", "write -z 1M 1M", "write -P 0 2M 512K"];
+        await using QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync();
+        string Q(string n) => Path.Combine(peer.Directory, n);
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", Q("base.qcow2"), "4M");
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", "-b", "base.qcow2", "-F", "qcow2", Q("mid.qcow2"));
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", "-b", "mid.qcow2", "-F", "qcow2", Q("top.qcow2"));
+        await QemuImg.IoCommandsAsync(Q("mid.qcow2"), "qcow2", midWrites);
+
+        // What QEMU 10's commit_iteration leaves in the base: allocated zero ranges become write-zeroes with
+        // BDRV_REQ_MAY_UNMAP, everything else allocated is read and written as data (qemu-io issues the same requests).
+        // QEMU 7.2 (installed here) still copies zero ranges as data.
+        await QemuImg.ImgOkAsync("create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", Q("expected.qcow2"), "4M");
+        await QemuImg.IoCommandsAsync(Q("expected.qcow2"), "qcow2", "write -P 0x22 0 1M", "write -z -u 1M 1M", "write -P 0 2M 512K");
+
+        string File(string name) => JsonSerializer.Serialize(Q(name));
+        async Task Add(string json) => await peer.Client.ExecuteAsync("blockdev-add", JsonNode.Parse(json)!.AsObject());
+        await Add($$"""{"driver":"qcow2","node-name":"base","file":{"driver":"file","filename":{{File("base.qcow2")}}},"backing":null}""");
+        await Add($$"""{"driver":"qcow2","node-name":"mid","file":{"driver":"file","filename":{{File("mid.qcow2")}}},"backing":"base"}""");
+        await Add($$"""{"driver":"qcow2","node-name":"top","file":{"driver":"file","filename":{{File("top.qcow2")}}},"backing":"mid"}""");
+        await peer.Client.ExecuteAsync("block-commit", new JsonObject { ["job-id"] = "c", ["device"] = "top", ["top-node"] = "mid" });
+        List<string> events = await QmpJobPeer.ReadJobEventsAsync(peer.Client, "c", "null");
+        Assert.IsFalse(events.Any(e => e.Contains("error", StringComparison.Ordinal)), string.Join("\n", events));
+        foreach (string node in new[] { "top", "mid", "base" })
+        {
+            await peer.Client.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = node });
+        }
+
+        Assert.AreEqual(await MapAsync(Q("expected.qcow2")), await MapAsync(Q("base.qcow2")));
+        Assert.AreEqual(0, (await QemuImg.ImgAsync("check", "-f", "qcow2", Q("base.qcow2"))).ExitCode);
+    }
+
+    // qemu-img map of one image without its host offsets: the extents with their present/zero/data flags.
+    private static async Task<string> MapAsync(string image)
+    {
+        ToolResult map = await QemuImg.ImgOkAsync("map", "--output=json", "-f", "qcow2", image);
+        return string.Join("\n", JsonNode.Parse(map.Output)!.AsArray().Select(e =>
+            $"{e!["start"]}+{e["length"]} present={e["present"]} zero={e["zero"]} data={e["data"]}"));
     }
 
     private static async Task<List<string>> AnswersAsync(QmpJobPeer peer, string[] commands)
