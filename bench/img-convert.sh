@@ -1,36 +1,50 @@
 #!/usr/bin/env bash
-# Benchmark: `jobctl img convert` against `qemu-img convert` on the same random data, in the same run.
+# Benchmark: `jobctl img convert|compare|bench` against `qemu-img convert|compare|bench` on the same data, in the same run.
 #
 #   bench/img-convert.sh [SIZE]        SIZE defaults to 1G (qemu-img size syntax: 512M, 1G, ...)
-#   REPS=5 bench/img-convert.sh 1G     number of repetitions (default 3)
+#   REPS=5 bench/img-convert.sh 1G     number of rounds (default 3)
+#   BENCH_SHAPES="1M:8 64k:16"         request size:depth of each `bench` shape (default both of these)
 #
-# Steps: build jobctl (Release, into a private artifacts folder so it never collides with other builds), make SIZE of
-# random data as a raw file, then for each repetition time
-#   write:  qemu-img convert -O qcow2 src.raw   vs  jobctl img convert -O qcow2 src.raw
-#   read:   qemu-img convert -O raw q.qcow2     vs  jobctl img convert -O raw q.qcow2      (sequential qcow2 read)
-#   read:   qemu-img compare q.qcow2 src.raw    vs  jobctl img compare q.qcow2 src.raw
-# Both tools read the same files (page cache warm) and write into the page cache (qemu-img convert's default
-# cache=unsafe never flushes; jobctl does not either). Every output is verified with qemu-img check/compare.
-# Prints each run's wall and CPU seconds, the best of each, and the ratios qemu/jobctl (>= 1.0: jobctl as fast or faster).
+# jobctl is published first as a native executable (Native AOT: `dotnet publish -r linux-x64`, as a shipped tool
+# would be: no runtime start-up, no JIT), into a private artifacts folder so it never collides with other builds.
+# The publish is not timed; both sides are timed as whole processes (start-up, work, exit).
+#
+# Then SIZE of random data is made as a raw file, and each round times, one tool after the other:
+#   convert raw -> qcow2:  qemu-img convert -O qcow2 src.raw      vs  jobctl img convert -O qcow2 src.raw
+#   convert qcow2 -> raw:  qemu-img convert -O raw q.qcow2        vs  jobctl img convert -O raw q.qcow2   (sequential qcow2 read)
+#   compare qcow2 vs raw:  qemu-img compare q.qcow2 src.raw       vs  jobctl img compare q.qcow2 src.raw
+#   bench write:           qemu-img bench -w --pattern 0x5a -c N -s S -d D F    vs  jobctl img bench -w ... (F: a fresh empty SIZE qcow2 each time)
+#   bench read:            qemu-img bench -c N -s S -d D F        vs  jobctl img bench ...    (F: the image qemu-img wrote, for both)
+# where N = SIZE / S: a sequential write, then read, of the whole image. Which tool goes first alternates between
+# rounds (neither always inherits the other's dirty page cache), and every run starts after a `sync`.
+# Page cache: both tools read warm files. convert writes into the page cache and never flushes (qemu-img convert's
+# default cache=unsafe; jobctl likewise). bench uses cache mode writeback on both sides (qemu-img's default; jobctl
+# has no O_DIRECT, so -t none is not compared): the writes go to the page cache and the image is flushed (fdatasync)
+# when the tool closes it, so a write run's wall time includes writing the data back to the disk.
+# Every jobctl output is verified with qemu-img check/compare.
+#
+# Prints each run (wall, user and system CPU seconds), then per operation the best and the median of the rounds,
+# and the ratios qemu-img / jobctl (>= 1.0: jobctl as fast or faster). "Run completed in" (the request loop alone,
+# without start-up and the final flush) is kept per run in the work folder's *.loop files and printed in the summary.
 set -euo pipefail
 
 SIZE=${1:-1G}
 REPS=${REPS:-3}
+BENCH_SHAPES=${BENCH_SHAPES:-1M:8 64k:16}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${JOBCTL_BENCH_BUILD:-${TMPDIR:-/tmp}/jobctl-bench-build}
+BUILD=${JOBCTL_BENCH_BUILD:-${TMPDIR:-/tmp}/jobctl-bench-aot}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/img-convert-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 command -v qemu-img >/dev/null || { echo "img-convert.sh: qemu-img is required" >&2; exit 1; }
-echo "publishing jobctl (Release, ReadyToRun: no JIT at start-up, as a shipped tool would be) into $BUILD ..."
-if ! out=$(dotnet publish "$ROOT/src/JobCore.Cli" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-           -nologo -clp:ErrorsOnly --artifacts-path "$BUILD" -o "$BUILD/publish" 2>&1); then
-  echo "$out" >&2; echo "img-convert.sh: build failed" >&2; exit 1
+echo "publishing jobctl (Release, Native AOT) into $BUILD ..."
+if ! out=$(dotnet publish "$ROOT/src/JobCore.Cli" -c Release -r linux-x64 -nologo -clp:ErrorsOnly \
+           --artifacts-path "$BUILD" -o "$BUILD/publish" 2>&1); then
+  echo "$out" >&2; echo "img-convert.sh: publish failed" >&2; exit 1
 fi
-JOBCTL_DLL=$BUILD/publish/jobctl.dll
-[ -f "$JOBCTL_DLL" ] || JOBCTL_DLL=
-[ -n "$JOBCTL_DLL" ] || { echo "img-convert.sh: jobctl.dll not found under $BUILD" >&2; exit 1; }
-jobctl() { dotnet "$JOBCTL_DLL" "$@"; }
+JOBCTL=$BUILD/publish/jobctl
+[ -x "$JOBCTL" ] || { echo "img-convert.sh: native jobctl not found at $JOBCTL" >&2; exit 1; }
+jobctl() { "$JOBCTL" "$@"; }
 
 BYTES=$(numfmt --from=iec "${SIZE%B}")
 cd "$WORK"
@@ -38,55 +52,91 @@ echo "making $SIZE ($BYTES bytes) of random data ..."
 head -c "$BYTES" /dev/urandom > src.raw
 cat src.raw > /dev/null
 
-# time_it NAME CMD... : runs CMD after a sync; appends wall seconds to NAME.times and CPU seconds (user+sys,
-# children included) to NAME.cpu. CPU time is the steadier figure on a loaded machine.
+# time_it NAME CMD... : runs CMD after a sync; appends wall, user and system seconds to NAME.wall/.user/.sys and,
+# when CMD prints qemu-img bench's "Run completed in X seconds.", X to NAME.loop.
 time_it() {
   local name=$1; shift
   local TIMEFORMAT='%R %U %S' t
   sync
-  t=$( { time "$@" >/dev/null; } 2>&1 )
+  t=$( { time "$@" > "$name.out"; } 2>&1 )
   local wall user sys; read -r wall user sys <<<"$(tail -n 1 <<<"$t")"
-  local cpu; cpu=$(echo "$user + $sys" | bc -l)
-  printf '%s\n' "$wall" >> "$name.times"
-  printf '%s\n' "$cpu" >> "$name.cpu"
-  printf '  %-34s %8.3f s wall %8.3f s cpu\n' "$name" "$wall" "$cpu"
+  printf '%s\n' "$wall" >> "$name.wall"
+  printf '%s\n' "$user" >> "$name.user"
+  printf '%s\n' "$sys" >> "$name.sys"
+  local loop; loop=$(sed -n 's/^Run completed in \([0-9.]*\) seconds\.$/\1/p' "$name.out")
+  [ -z "$loop" ] || printf '%s\n' "$loop" >> "$name.loop"
+  printf '  %-30s %7.3f s wall %7.3f s user %7.3f s sys%s\n' "$name" "$wall" "$user" "$sys" "${loop:+ (loop $loop s)}"
 }
-best() { sort -g "$1.${2:-times}" | head -n 1; }
-ratio() { echo "scale=3; $(best "$1" "${3:-times}") / $(best "$2" "${3:-times}")" | bc -l; }
+best() { sort -g "$1" | head -n 1; }
+median() { sort -g "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
+# line LABEL Q_NAME J_NAME : best and median wall of both, their ratios, best user/sys CPU of both.
 line() {
-  printf '  %-28s wall: qemu-img %7.3f jobctl %7.3f ratio %5s | cpu: qemu-img %7.3f jobctl %7.3f ratio %5s\n' "$1" \
-    "$(best "$2")" "$(best "$3")" "$(ratio "$2" "$3")" "$(best "$2" cpu)" "$(best "$3" cpu)" "$(ratio "$2" "$3" cpu)"
+  local qb qm jb jm
+  qb=$(best "$2.wall"); qm=$(median "$2.wall"); jb=$(best "$3.wall"); jm=$(median "$3.wall")
+  printf '  %-26s best %6.3f / %6.3f = %5s   median %6.3f / %6.3f = %5s   cpu user+sys %5.3f+%5.3f / %5.3f+%5.3f' "$1" \
+    "$qb" "$jb" "$(ratio "$qb" "$jb")" "$qm" "$jm" "$(ratio "$qm" "$jm")" \
+    "$(best "$2.user")" "$(best "$2.sys")" "$(best "$3.user")" "$(best "$3.sys")"
+  if [ -f "$2.loop" ] && [ -f "$3.loop" ]; then
+    printf '   loop best %6.3f / %6.3f' "$(best "$2.loop")" "$(best "$3.loop")"
+  fi
+  printf '\n'
 }
 
-# pair A_NAME A_CMD... -- B_NAME B_CMD... : times both, alternating which goes first between repetitions so that
-# neither tool always inherits the other's dirty page cache.
+# pair Q_NAME Q_CMD... -- J_NAME J_CMD... : times both, alternating which goes first between rounds.
+# PREPARE (a command, may be empty) runs untimed before each of the two.
+PREPARE=
 pair() {
   local a=() b=() in_b=0 x
   for x in "$@"; do
     if [ "$x" = "--" ]; then in_b=1; elif [ $in_b -eq 0 ]; then a+=("$x"); else b+=("$x"); fi
   done
-  if [ $((i % 2)) -eq 1 ]; then time_it "${a[@]}"; time_it "${b[@]}"; else time_it "${b[@]}"; time_it "${a[@]}"; fi
+  if [ $((i % 2)) -eq 1 ]; then
+    $PREPARE; time_it "${a[@]}"; $PREPARE; time_it "${b[@]}"
+  else
+    $PREPARE; time_it "${b[@]}"; $PREPARE; time_it "${a[@]}"
+  fi
 }
 
+fresh_bench_images() { rm -f qb.qcow2 jb.qcow2; qemu-img create -q -f qcow2 qb.qcow2 "$BYTES"; qemu-img create -q -f qcow2 jb.qcow2 "$BYTES"; }
+
 for i in $(seq 1 "$REPS"); do
-  echo "repetition $i/$REPS"
+  echo "round $i/$REPS (load: $(cut -d' ' -f1-3 /proc/loadavg))"
   rm -f q.qcow2 j.qcow2
-  pair qemu-img-convert-to-qcow2 qemu-img convert -O qcow2 src.raw q.qcow2 -- \
+  pair qemu-convert-to-qcow2 qemu-img convert -O qcow2 src.raw q.qcow2 -- \
        jobctl-convert-to-qcow2 jobctl img convert -O qcow2 src.raw j.qcow2
   rm -f q-out.raw j-out.raw
-  pair qemu-img-convert-qcow2-to-raw qemu-img convert -f qcow2 -O raw q.qcow2 q-out.raw -- \
-       jobctl-convert-qcow2-to-raw jobctl img convert -f qcow2 -O raw q.qcow2 j-out.raw
-  pair qemu-img-compare-qcow2-raw qemu-img compare -f qcow2 -F raw q.qcow2 src.raw -- \
-       jobctl-compare-qcow2-raw jobctl img compare -f qcow2 -F raw q.qcow2 src.raw
+  pair qemu-convert-to-raw qemu-img convert -f qcow2 -O raw q.qcow2 q-out.raw -- \
+       jobctl-convert-to-raw jobctl img convert -f qcow2 -O raw q.qcow2 j-out.raw
+  pair qemu-compare qemu-img compare -f qcow2 -F raw q.qcow2 src.raw -- \
+       jobctl-compare jobctl img compare -f qcow2 -F raw q.qcow2 src.raw
+  for shape in $BENCH_SHAPES; do
+    s=${shape%%:*}; d=${shape##*:}; n=$((BYTES / $(numfmt --from=iec "${s^^}")))
+    # Each write run gets a fresh empty image, so every request allocates clusters.
+    PREPARE=fresh_bench_images
+    pair "qemu-bench-write-$s" qemu-img bench -w --pattern 0x5a -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" qb.qcow2 -- \
+         "jobctl-bench-write-$s" jobctl img bench -w --pattern 0x5a -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" jb.qcow2
+    PREPARE=
+    pair "qemu-bench-read-$s" qemu-img bench -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" qb.qcow2 -- \
+         "jobctl-bench-read-$s" jobctl img bench -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" qb.qcow2
+  done
 done
 
 echo "verifying jobctl's outputs with qemu-img ..."
 qemu-img check j.qcow2 >/dev/null
 qemu-img compare -f qcow2 -F raw j.qcow2 src.raw >/dev/null
 cmp src.raw j-out.raw
+qemu-img check jb.qcow2 >/dev/null
+qemu-img compare -f qcow2 -F qcow2 jb.qcow2 qb.qcow2 >/dev/null   # both written with pattern 0x5a all over
+qemu-io -f qcow2 -c "read -P 0x5a 0 $BYTES" jb.qcow2 | grep -q "^read $BYTES/$BYTES"
 
 echo
-echo "summary for $SIZE of random data, best of $REPS (seconds; ratio = qemu-img / jobctl, goal >= 1.0; load: $(cut -d' ' -f1-3 /proc/loadavg)):"
-line "convert raw -> qcow2" qemu-img-convert-to-qcow2 jobctl-convert-to-qcow2
-line "convert qcow2 -> raw (read)" qemu-img-convert-qcow2-to-raw jobctl-convert-qcow2-to-raw
-line "compare qcow2 vs raw (read)" qemu-img-compare-qcow2-raw jobctl-compare-qcow2-raw
+echo "summary for $SIZE, $REPS rounds (wall seconds qemu-img / jobctl = ratio, goal >= 1.0; load: $(cut -d' ' -f1-3 /proc/loadavg)):"
+line "convert raw -> qcow2" qemu-convert-to-qcow2 jobctl-convert-to-qcow2
+line "convert qcow2 -> raw" qemu-convert-to-raw jobctl-convert-to-raw
+line "compare qcow2 vs raw" qemu-compare jobctl-compare
+for shape in $BENCH_SHAPES; do
+  s=${shape%%:*}; d=${shape##*:}
+  line "bench write ${s} x${d}" "qemu-bench-write-$s" "jobctl-bench-write-$s"
+  line "bench read  ${s} x${d}" "qemu-bench-read-$s" "jobctl-bench-read-$s"
+done

@@ -14,5 +14,6 @@ internal static class ImgCommand
         ImgMapCommand.Create(),
         ImgCompareCommand.Create(),
         ImgConvertCommand.Create(),
+        ImgBenchCommand.Create(),
     };
 }
