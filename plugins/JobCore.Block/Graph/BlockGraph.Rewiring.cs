@@ -219,8 +219,7 @@ public sealed partial class BlockGraph
             image.SetBackingNode(backing);
             lock (_lock)
             {
-                BlockBackend? device = _backends.Values.FirstOrDefault(b => ReferenceEquals(b.Node, overlay) || ReferenceEquals(b.Node, image));
-                _backingParentLabels[image.NodeName] = (device?.Name ?? image.NodeName, _nextOrder++);
+                RecordBackingEdgeLocked(image);
             }
 
             await CollectAsync().ConfigureAwait(false);
@@ -288,7 +287,11 @@ public sealed partial class BlockGraph
             }
             else if (parent is Qcow2Node image && ReferenceEquals(image.Backing, old))
             {
-                edges.Add(() => image.SetBackingNode(replacement));
+                edges.Add(() =>
+                {
+                    image.SetBackingNode(replacement);
+                    RecordBackingEdgeLocked(image);
+                });
             }
             else
             {
@@ -306,6 +309,14 @@ public sealed partial class BlockGraph
         {
             backend.Retarget(replacement);
         }
+    }
+
+    // A backing edge of 'image' was just made: QEMU's new backing op blocker names the image's device if a backend
+    // is attached to it right now, else its node name, and is the newest one on the backing node.
+    private void RecordBackingEdgeLocked(Qcow2Node image)
+    {
+        BlockBackend? device = _backends.Values.FirstOrDefault(b => ReferenceEquals(b.Node, image));
+        _backingParentLabels[image.NodeName] = (device?.Name ?? image.NodeName, _nextOrder++);
     }
 
     private static HashSet<BlockNode> Reachable(BlockNode root)

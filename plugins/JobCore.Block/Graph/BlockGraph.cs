@@ -320,6 +320,20 @@ public sealed partial class BlockGraph : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// QEMU's <c>bdrv_get_device_name</c>: the name of the backend attached to <paramref name="node"/> itself (not to a
+    /// node above it), or the empty string. Block jobs take it as their id when <c>job-id</c> is omitted.
+    /// </summary>
+    /// <param name="node">A node.</param>
+    public string DeviceNameOf(BlockNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        lock (_lock)
+        {
+            return _backends.Values.FirstOrDefault(b => ReferenceEquals(b.Node, node))?.Name ?? string.Empty;
+        }
+    }
+
     /// <summary>The backend named <paramref name="name"/>, or <see langword="null"/>.</summary>
     /// <param name="name">A backend (device) name.</param>
     public BlockBackend? FindBackend(string name)

@@ -58,7 +58,8 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
     /// </summary>
     /// <param name="engine">The job engine.</param>
     /// <param name="graph">The block graph.</param>
-    /// <param name="options">The commit's options; a null id defaults to the device name (<c>Invalid job ID ''</c> for a node without one).</param>
+    /// <param name="options">The commit's options; a null id defaults to the device (backend) name of the root node
+    /// (<c>Invalid job ID ''</c> for a node without one, as in QEMU).</param>
     /// <param name="cancellationToken">Cancels the graph changes before the job exists.</param>
     /// <returns>The running job.</returns>
     /// <exception cref="BlockGraphException">A refusal with QEMU's text (see <see cref="CommitPlan.Resolve"/>).</exception>
@@ -72,7 +73,7 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
         {
             var active = new ActiveCommitOptions
             {
-                Id = options.Id ?? string.Empty,
+                Id = options.Id ?? graph.DeviceNameOf(target.Device),
                 Device = target.Top.NodeName,
                 BaseNode = target.Base.NodeName,
                 OnError = options.OnError,
@@ -90,7 +91,9 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
         }
 
         CommitPlan plan = await CommitPlan.PrepareAsync(graph, target, options, cancellationToken).ConfigureAwait(false);
-        return await plan.StartJobAsync(engine, options with { Id = options.Id ?? string.Empty, Plan = plan }).ConfigureAwait(false);
+
+        // As QEMU: the job belongs to the root node, so an omitted id is its device (backend) name.
+        return await plan.StartJobAsync(engine, options with { Id = options.Id ?? graph.DeviceNameOf(target.Device), Plan = plan }).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

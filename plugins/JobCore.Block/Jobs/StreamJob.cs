@@ -51,8 +51,8 @@ internal sealed class StreamJob : PlannedBlockJob<StreamJobOptions, StreamPlan>
     /// </summary>
     /// <param name="engine">The job engine.</param>
     /// <param name="graph">The block graph holding the nodes.</param>
-    /// <param name="options">The stream's options; a null <see cref="JobOptions.Id"/> defaults to the device name,
-    /// which a node added with <c>blockdev-add</c> does not have (<c>Invalid job ID ''</c>, as in QEMU).</param>
+    /// <param name="options">The stream's options; a null <see cref="JobOptions.Id"/> defaults to the device (backend)
+    /// name of the top, which a node added with <c>blockdev-add</c> does not have (<c>Invalid job ID ''</c>, as in QEMU).</param>
     /// <param name="cancellationToken">Cancels the graph changes before the job exists.</param>
     /// <returns>The running job.</returns>
     /// <exception cref="BlockGraphException">A refusal with QEMU's text (unknown node, base not in the chain, busy node, ...).</exception>
@@ -62,7 +62,9 @@ internal sealed class StreamJob : PlannedBlockJob<StreamJobOptions, StreamPlan>
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(options);
         StreamPlan plan = await StreamPlan.CreateAsync(graph, options, cancellationToken).ConfigureAwait(false);
-        return await plan.StartJobAsync(engine, options with { Id = options.Id ?? string.Empty, Plan = plan }).ConfigureAwait(false);
+
+        // As QEMU: the job runs on the copy-on-read filter, which took over the top's backend (device) if it had one.
+        return await plan.StartJobAsync(engine, options with { Id = options.Id ?? graph.DeviceNameOf(plan.Filter), Plan = plan }).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json.Nodes;
+using JobCore.Block.Graph;
 using JobCore.Qmp;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace JobCore.Block.Tests.Jobs;
 
@@ -25,11 +27,18 @@ internal sealed class QmpJobPeer : IAsyncDisposable
 
     public QmpClient Client { get; private set; } = null!;
 
-    public static Task<QmpJobPeer> StartQemuAsync()
+    public static Task<QmpJobPeer> StartQemuAsync() => StartQemuAsync(_ => Task.FromResult<string[]>([]));
+
+    /// <summary>QEMU with more command-line arguments, made by <paramref name="prepare"/> in the peer's directory (e.g. images for <c>-drive</c>).</summary>
+    public static Task<QmpJobPeer> StartQemuAsync(Func<string, Task<string[]>> prepare)
     {
         const string qemu = "/usr/bin/qemu-system-x86_64";
         Assert.IsTrue(File.Exists(qemu), "qemu-system-x86_64 is required (apt-get install qemu-system-x86)");
-        return StartAsync(qemu, sock => ["-machine", "none", "-nodefaults", "-display", "none", "-qmp", $"unix:{sock},server=on,wait=off"], transcript: false);
+        return StartAsync(qemu, async sock =>
+            [
+                "-machine", "none", "-nodefaults", "-display", "none", "-qmp", $"unix:{sock},server=on,wait=off",
+                .. await prepare(Path.GetDirectoryName(sock)!),
+            ], transcript: false);
     }
 
     public static Task<QmpJobPeer> StartJobcoredAsync(bool transcript = false)
@@ -46,7 +55,10 @@ internal sealed class QmpJobPeer : IAsyncDisposable
         }, transcript);
     }
 
-    private static async Task<QmpJobPeer> StartAsync(string program, Func<string, string[]> arguments, bool transcript)
+    private static Task<QmpJobPeer> StartAsync(string program, Func<string, string[]> arguments, bool transcript) =>
+        StartAsync(program, sock => Task.FromResult(arguments(sock)), transcript);
+
+    private static async Task<QmpJobPeer> StartAsync(string program, Func<string, Task<string[]>> arguments, bool transcript)
     {
         string dir = Path.Combine(Path.GetTempPath(), "jobcore-qmpjob-" + Guid.NewGuid().ToString("N"));
         System.IO.Directory.CreateDirectory(dir);
@@ -59,7 +71,7 @@ internal sealed class QmpJobPeer : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = dir,
         };
-        foreach (string a in arguments(sock))
+        foreach (string a in await arguments(sock))
         {
             psi.ArgumentList.Add(a);
         }
@@ -186,4 +198,72 @@ internal sealed class QmpJobPeer : IAsyncDisposable
 
     public static string Canonical(JsonObject o) =>
         "{" + string.Join(",", o.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value?.ToJsonString()}")) + "}";
+}
+
+/// <summary>
+/// jobcored's QMP stack in-process (the block plugin, the command table, a QMP server on a unix socket in a temp
+/// directory, a negotiated client), for what the daemon's command line cannot set up: a backend (QEMU's
+/// <c>-drive if=none,id=...</c>) attached to a node of <see cref="Graph"/>.
+/// </summary>
+internal sealed class InProcessBlockDaemon : IAsyncDisposable
+{
+    private readonly ServiceProvider _provider;
+    private readonly QmpServer _server;
+    private readonly IDisposable _bridge;
+
+    private InProcessBlockDaemon(string directory, ServiceProvider provider, QmpServer server, IDisposable bridge)
+    {
+        Directory = directory;
+        _provider = provider;
+        _server = server;
+        _bridge = bridge;
+        Graph = provider.GetRequiredService<BlockGraph>();
+    }
+
+    public string Directory { get; }
+
+    public BlockGraph Graph { get; }
+
+    public QmpClient Client { get; private set; } = null!;
+
+    public static async Task<InProcessBlockDaemon> StartAsync()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "jobcore-qmpjob-" + Guid.NewGuid().ToString("N"));
+        System.IO.Directory.CreateDirectory(dir);
+        var services = new ServiceCollection();
+        services.AddJobCore(b => b.AddBlockJobs());
+        var provider = services.BuildServiceProvider();
+        var (commands, jobs) = provider.BuildQmpCommands();
+        var options = new QmpServerOptions();
+        string sock = Path.Combine(dir, "qmp.sock");
+        options.Endpoints.Add(QmpEndpoint.Unix(sock));
+        var server = new QmpServer(commands, options, provider);
+        var daemon = new InProcessBlockDaemon(dir, provider, server, jobs.Attach(server));
+        await server.StartAsync();
+        daemon.Client = await QmpClient.ConnectAsync("unix:" + sock, TimeSpan.FromSeconds(30));
+        await daemon.Client.NegotiateAsync();
+        return daemon;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Client is not null)
+        {
+            await Client.DisposeAsync();
+        }
+
+        await _provider.GetRequiredService<JobEngine>().ShutdownAsync(CancellationToken.None);
+        _bridge.Dispose();
+        await _provider.DisposeAsync();
+        await _server.StopAsync(CancellationToken.None);
+        await _server.DisposeAsync();
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Best effort.
+        }
+    }
 }

@@ -154,6 +154,74 @@ public sealed class StreamQmpTests
         Assert.AreEqual(0, (await QemuImg.ImgAsync("check", "-f", "qcow2", Q("base.qcow2"))).ExitCode);
     }
 
+    [TestMethod]
+    public async Task Omitted_job_id_is_the_device_name_as_in_qemu()
+    {
+        // QEMU: -drive if=none,id=drive0 opens top (and its chain from the headers) under a backend named drive0.
+        // jobcored: the same chain by blockdev-add, and a backend named drive0 attached to top.
+        List<string> qemu, ours;
+        await using (QmpJobPeer peer = await QmpJobPeer.StartQemuAsync(async dir =>
+        {
+            await MakeChainAsync(dir);
+            return ["-drive", $"if=none,id=drive0,format=qcow2,file={Path.Combine(dir, "top.qcow2")},node-name=top,backing.node-name=mid,backing.backing.node-name=base"];
+        }))
+        {
+            qemu = await JobIdScriptAsync(peer.Client);
+        }
+
+        await using (InProcessBlockDaemon daemon = await InProcessBlockDaemon.StartAsync())
+        {
+            await MakeChainAsync(daemon.Directory);
+            string File(string name) => JsonSerializer.Serialize(Path.Combine(daemon.Directory, name));
+            foreach ((string node, string backing) in new[] { ("base", "null"), ("mid", "\"base\""), ("top", "\"mid\"") })
+            {
+                await daemon.Client.ExecuteAsync("blockdev-add", JsonNode.Parse(
+                    $$"""{"driver":"qcow2","node-name":"{{node}}","file":{"driver":"file","filename":{{File(node + ".qcow2")}}},"backing":{{backing}}}""")!.AsObject());
+            }
+
+            daemon.Graph.AttachBackend("drive0", daemon.Graph.GetNode("top"));
+            ours = await JobIdScriptAsync(daemon.Client);
+        }
+
+        CollectionAssert.AreEqual(qemu, ours, $"qemu:\n{string.Join("\n", qemu)}\njobcored:\n{string.Join("\n", ours)}");
+        CollectionAssert.Contains(ours, "block-stream {\"device\":\"drive0\",\"speed\":1} -> ok, jobs: drive0:stream");
+    }
+
+    // Starts jobs without a job-id on the backend's root (by device and by node name) and on a node below it, and tries
+    // blockdev-del on the chain; each line: the command, its answer, and the jobs then running (cancelled before the next).
+    private static async Task<List<string>> JobIdScriptAsync(QmpClient c)
+    {
+        string[] commands =
+        [
+            """{"execute":"block-stream","arguments":{"device":"mid","speed":1}}""",
+            """{"execute":"block-stream","arguments":{"device":"drive0","speed":1}}""",
+            """{"execute":"block-stream","arguments":{"device":"top","speed":1}}""",
+            """{"execute":"block-commit","arguments":{"device":"top","top-node":"mid","speed":1}}""",
+            """{"execute":"block-commit","arguments":{"device":"drive0","top-node":"mid","base-node":"base","speed":1}}""",
+            """{"execute":"block-commit","arguments":{"device":"drive0","speed":1}}""",
+            """{"execute":"block-stream","arguments":{"device":"mid","job-id":"x","speed":1}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"base"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"mid"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"top"}}""",
+        ];
+        var lines = new List<string>();
+        foreach (string command in commands)
+        {
+            JsonObject request = JsonNode.Parse(command)!.AsObject();
+            JsonObject reply = await c.RequestAsync(request);
+            string answer = reply["error"] is JsonObject e ? $"{e["class"]}: {e["desc"]}" : "ok";
+            var jobs = (await c.ExecuteAsync("query-jobs"))!.AsArray().Select(j => $"{j!["id"]}:{j["type"]}").ToList();
+            lines.Add($"{request["execute"]} {request["arguments"]!.ToJsonString()} -> {answer}, jobs: {string.Join(",", jobs)}");
+            foreach (string id in jobs.Select(j => j.Split(':')[0]))
+            {
+                await c.ExecuteAsync("job-cancel", new JsonObject { ["id"] = id });
+                await QmpJobPeer.ReadJobEventsAsync(c, id, "null");
+            }
+        }
+
+        return lines;
+    }
+
     // qemu-img map of one image without its host offsets: the extents with their present/zero/data flags.
     private static async Task<string> MapAsync(string image)
     {
