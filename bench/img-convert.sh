@@ -84,18 +84,12 @@ line() {
 }
 
 # pair Q_NAME Q_CMD... -- J_NAME J_CMD... : times both, alternating which goes first between rounds.
-# PREPARE (a command, may be empty) runs untimed before each of the two.
-PREPARE=
 pair() {
   local a=() b=() in_b=0 x
   for x in "$@"; do
     if [ "$x" = "--" ]; then in_b=1; elif [ $in_b -eq 0 ]; then a+=("$x"); else b+=("$x"); fi
   done
-  if [ $((i % 2)) -eq 1 ]; then
-    $PREPARE; time_it "${a[@]}"; $PREPARE; time_it "${b[@]}"
-  else
-    $PREPARE; time_it "${b[@]}"; $PREPARE; time_it "${a[@]}"
-  fi
+  if [ $((i % 2)) -eq 1 ]; then time_it "${a[@]}"; time_it "${b[@]}"; else time_it "${b[@]}"; time_it "${a[@]}"; fi
 }
 
 fresh_bench_images() { rm -f qb.qcow2 jb.qcow2; qemu-img create -q -f qcow2 qb.qcow2 "$BYTES"; qemu-img create -q -f qcow2 jb.qcow2 "$BYTES"; }
@@ -112,11 +106,10 @@ for i in $(seq 1 "$REPS"); do
        jobctl-compare jobctl img compare -f qcow2 -F raw q.qcow2 src.raw
   for shape in $BENCH_SHAPES; do
     s=${shape%%:*}; d=${shape##*:}; n=$((BYTES / $(numfmt --from=iec "${s^^}")))
-    # Each write run gets a fresh empty image, so every request allocates clusters.
-    PREPARE=fresh_bench_images
+    # Each tool writes its own fresh empty image, so every request allocates clusters; both then read qemu-img's.
+    fresh_bench_images
     pair "qemu-bench-write-$s" qemu-img bench -w --pattern 0x5a -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" qb.qcow2 -- \
          "jobctl-bench-write-$s" jobctl img bench -w --pattern 0x5a -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" jb.qcow2
-    PREPARE=
     pair "qemu-bench-read-$s" qemu-img bench -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" qb.qcow2 -- \
          "jobctl-bench-read-$s" jobctl img bench -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" qb.qcow2
   done
