@@ -54,7 +54,9 @@ internal static class DaemonHost
                 {
                     b.AddPluginsFromDirectory(options.PluginDirectory.FullName);
                 }
-            });
+            },
+            // QEMU 7.2's rate limiter, the release jobcored is compared with: an early wake-up ends a delay.
+            engine => engine.ServeWholeRateLimitDelay = false);
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or BadImageFormatException or TypeLoadException)
         {

@@ -16,6 +16,9 @@ public sealed class Job
     private TaskCompletionSource? _wakeup;
     private ITimer? _sleepTimer;
     private long _progressCurrent;
+    private long _enterCount;
+    private bool _reactedSinceEnter = true;
+    private TaskCompletionSource? _reaction;
     private long _progressTotal;
 
     internal Job(JobEngine engine, JobDriver driver, JobOptions options, string type, JobTransaction transaction)
@@ -281,6 +284,63 @@ public sealed class Job
     }
 
     /// <summary>
+    /// Applies <paramref name="verb"/> to this job and, when that woke the job from a sleep, a yield or a pause point,
+    /// waits until the job has reacted (yielded again, changed status, or ended its work) or <paramref name="timeout"/>
+    /// has passed. QEMU's monitor runs a woken job up to its next yield before it replies, so the events of that
+    /// reaction (e.g. <c>paused</c> after <c>job-pause</c> of a job asleep on its rate limit, <c>running</c> after
+    /// <c>job-resume</c>) precede the reply; a QMP server uses this to keep that order. Exceptions of
+    /// <paramref name="verb"/> propagate unchanged.
+    /// </summary>
+    public async Task ApplyAndSettleAsync(Func<Job, Task> verb, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(verb);
+        long before;
+        lock (_engine.Sync)
+        {
+            before = _enterCount;
+        }
+
+        await verb(this).ConfigureAwait(false);
+        var deadline = _engine.Time.GetTimestamp() + (long)(timeout.TotalSeconds * _engine.Time.TimestampFrequency);
+        while (true)
+        {
+            Task reaction;
+            lock (_engine.Sync)
+            {
+                if (Deferred)
+                {
+                    break;
+                }
+
+                // A force-cancelled job that only changed status (paused -> running) ends its work right after.
+                bool waitMore = _enterCount != before && (!_reactedSinceEnter || (ForceCancelled && Busy));
+                if (!waitMore)
+                {
+                    return;
+                }
+
+                _reactedSinceEnter = false;
+                _reaction ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                reaction = _reaction.Task;
+            }
+
+            var left = TimeSpan.FromSeconds((double)(deadline - _engine.Time.GetTimestamp()) / _engine.Time.TimestampFrequency);
+            try
+            {
+                await reaction.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _engine.Time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Still busy (e.g. copying without a rate limit): QEMU would have replied at its first I/O wait anyway.
+                return;
+            }
+        }
+
+        // The work ended during the command: QEMU's completion bottom half runs before the monitor's reply.
+        await _engine.CompleteDeferredAsync(this).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// Requests an internal pause (QEMU's drain: e.g. the block layer quiescing a node the job uses). The job stops at
     /// its next pause point with the usual status change, but it is not user-paused: <c>job-resume</c> refuses it, and a
     /// user resume does not wake it while this pause is held. Disposing the returned token undoes the pause (once).
@@ -402,6 +462,8 @@ public sealed class Job
         _sleepTimer?.Dispose();
         _sleepTimer = null;
         Busy = true;
+        _enterCount++;
+        _reactedSinceEnter = false;
         var wakeup = _wakeup;
         _wakeup = null;
         wakeup?.TrySetResult();
@@ -413,12 +475,21 @@ public sealed class Job
         var wakeup = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _wakeup = wakeup;
         Busy = false;
+        ReactedLocked();
         if (timeout is { } delay)
         {
             _sleepTimer = _engine.Time.CreateTimer(static s => ((Job)s!).OnSleepTimer(), this, delay, Timeout.InfiniteTimeSpan);
         }
 
         return wakeup.Task;
+    }
+
+    /// <summary>The job yielded, changed status or ended its work since it was last entered.</summary>
+    internal void ReactedLocked()
+    {
+        _reactedSinceEnter = true;
+        _reaction?.TrySetResult();
+        _reaction = null;
     }
 
     private void OnSleepTimer()

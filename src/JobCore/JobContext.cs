@@ -7,6 +7,7 @@ namespace JobCore;
 public sealed class JobContext
 {
     private readonly Job _job;
+    private TimeSpan _pendingDelay;
 
     internal JobContext(Job job) => _job = job;
 
@@ -92,14 +93,37 @@ public sealed class JobContext
     }
 
     /// <summary>Accounts units of work just done against the rate limit (QEMU's <c>block_job_ratelimit_processed_bytes</c>).</summary>
-    public void RateLimitProcessed(long units) => _job.Limiter.CalculateDelay(units);
+    public void RateLimitProcessed(long units)
+    {
+        TimeSpan delay = _job.Limiter.CalculateDelay(units);
+        lock (_job.Engine().Sync)
+        {
+            _pendingDelay = delay;
+        }
+    }
 
     /// <summary>
     /// Sleeps as long as the rate limit requires, recomputing after every wake-up so early wake-ups never bypass the
-    /// limit and a speed change takes effect at once; always passes at least one pause point.
+    /// limit and a speed change takes effect at once; always passes at least one pause point. With
+    /// <see cref="JobEngineOptions.ServeWholeRateLimitDelay"/> off it sleeps once for the delay the last
+    /// <see cref="RateLimitProcessed"/> call incurred (none when nothing was accounted since), and an early wake-up ends it.
     /// </summary>
     public async ValueTask RateLimitSleepAsync()
     {
+        if (!_job.Engine().Options.ServeWholeRateLimitDelay)
+        {
+            // QEMU 7.2: the delay owed for the last accounted work, slept once; nothing owed after skipped work.
+            TimeSpan owed;
+            lock (_job.Engine().Sync)
+            {
+                owed = _pendingDelay;
+                _pendingDelay = TimeSpan.Zero;
+            }
+
+            await SleepAsync(owed).ConfigureAwait(false);
+            return;
+        }
+
         TimeSpan delay;
         do
         {

@@ -28,6 +28,7 @@ public sealed class JobEngine : IAsyncDisposable
     private readonly IServiceProvider? _services;
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly SemaphoreSlim _completionHold = new(1, 1);
     private readonly Dictionary<string, Job> _byId = new(StringComparer.Ordinal);
     private readonly LinkedList<Job> _jobs = new(); // creation order; O(1) removal through Job.ListNode
     private JobEventSubscription[] _subscribers = [];
@@ -289,6 +290,9 @@ public sealed class JobEngine : IAsyncDisposable
         {
             EmitLocked(new JobStatusChangedEvent(job.SnapshotLocked(), Time.GetUtcNow(), to));
         }
+
+        // After the event is out, so whoever waits for the reaction finds it already emitted.
+        job.ReactedLocked();
     }
 
     private void EmitLocked(JobEvent e)
@@ -393,6 +397,7 @@ public sealed class JobEngine : IAsyncDisposable
         {
             job.Deferred = true;
             job.Busy = true;
+            job.ReactedLocked();
             if (failure is not null && !(failure is OperationCanceledException && job.ForceCancelled))
             {
                 job.HasError = true;
@@ -403,6 +408,9 @@ public sealed class JobEngine : IAsyncDisposable
 
         JobCoreTelemetry.EndPhase(span, failure is OperationCanceledException ? null : failure);
         job.RunFinished.TrySetResult();
+
+        // QEMU runs this part as a main-loop bottom half: never in the middle of a monitor command.
+        await _completionHold.WaitAsync().ConfigureAwait(false);
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {
@@ -424,6 +432,59 @@ public sealed class JobEngine : IAsyncDisposable
         finally
         {
             _gate.Release();
+            _completionHold.Release();
+        }
+    }
+
+    /// <summary>Runs the completion of a job whose work has ended, unless it already ran (see <see cref="Job.ApplyAndSettleAsync"/>).</summary>
+    internal async Task CompleteDeferredAsync(Job job)
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            bool handle;
+            lock (Sync)
+            {
+                handle = job.Deferred && !job.ExitHandled;
+                if (handle)
+                {
+                    HandleExitLocked(job);
+                }
+            }
+
+            if (handle)
+            {
+                await CompletedAsync(job).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Holds back the completion of jobs whose work ends from now on (the status changes and events after the work
+    /// function returns) until the returned scope is disposed. QEMU completes a job in a main-loop bottom half, so a
+    /// monitor command and its reply are never interleaved with a completion; a QMP server holds this around each
+    /// command and its reply to keep that order. Completions run in order once released.
+    /// </summary>
+    public async Task<IDisposable> HoldCompletionsAsync(CancellationToken cancellationToken = default)
+    {
+        await _completionHold.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return new CompletionHold(_completionHold);
+    }
+
+    private sealed class CompletionHold(SemaphoreSlim hold) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                hold.Release();
+            }
         }
     }
 
@@ -927,6 +988,14 @@ public sealed class JobEngineOptions
 {
     /// <summary>Default buffer per event subscriber (events a subscriber may fall behind before it is cut off).</summary>
     public int EventBufferCapacity { get; set; } = 65536;
+
+    /// <summary>
+    /// Whether <see cref="JobContext.RateLimitSleepAsync"/> serves the whole delay even when the job is woken early (by
+    /// a pause and resume, a cancel, a speed change): true (the default) is QEMU 10's behaviour. False is QEMU 7.2's,
+    /// where a rate-limit sleep is taken once and a job woken early carries on with its next chunk; jobcored uses it so
+    /// its jobs move like the QEMU release it is compared with.
+    /// </summary>
+    public bool ServeWholeRateLimitDelay { get; set; } = true;
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> for a setting out of range.</summary>
     public void Validate()

@@ -16,6 +16,7 @@ public sealed class QmpJobCommands
     public static readonly IReadOnlyList<string> QemuJobTypes =
         ["commit", "stream", "mirror", "backup", "create", "amend", "snapshot-load", "snapshot-save", "snapshot-delete"];
 
+    private static readonly TimeSpan SettleTimeout = TimeSpan.FromSeconds(1);
     private readonly ConcurrentDictionary<string, bool> _blockJobTypes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ChangeVariant> _changeVariants = new(StringComparer.Ordinal);
 
@@ -63,13 +64,10 @@ public sealed class QmpJobCommands
         QmpArgument[] device = [QmpArgument.Required("device", QmpType.Str)];
 
         table.Add("query-jobs", [], (_, _, _) => Return(new JsonArray([.. Engine.QueryJobs().Select(j => (JsonNode)QmpJobJson.JobInfo(j))])));
-        table.Add("job-pause", id, (_, a, _) => Run(FindJob(a, "id"), static j => j.Pause()));
-        table.Add("job-resume", id, (_, a, _) => Run(FindJob(a, "id"), static j => j.Resume()));
-        table.Add("job-cancel", id, async (_, a, ct) =>
-        {
-            await FindJob(a, "id").CancelAsync(force: true, ct).ConfigureAwait(false);
-            return null;
-        });
+        table.Add("job-pause", id, (_, a, ct) => Settle(FindJob(a, "id"), static j => j.Pause(), ct));
+        table.Add("job-resume", id, (_, a, ct) => Settle(FindJob(a, "id"), static j => j.Resume(), ct));
+        table.Add("job-cancel", id, (_, a, ct) => Settle(FindJob(a, "id"), j => j.CancelAsync(force: true, ct), ct));
+        // No settling for complete: QEMU's mirror drains and flushes (I/O) before it can finish, so it replies first.
         table.Add("job-complete", id, (_, a, _) => Run(FindJob(a, "id"), static j => j.Complete()));
         table.Add("job-finalize", id, async (_, a, ct) =>
         {
@@ -80,10 +78,10 @@ public sealed class QmpJobCommands
 
         table.Add("query-block-jobs", [], (_, _, _) => Return(new JsonArray(
             [.. Engine.QueryJobs().Where(j => IsBlockJobType(j.Type)).Select(j => (JsonNode)QmpJobJson.BlockJobInfo(j))])));
-        table.Add("block-job-pause", device, (_, a, _) => Run(FindBlockJob(a, "device"), static j => j.Pause()));
-        table.Add("block-job-resume", device, (_, a, _) => Run(FindBlockJob(a, "device"), static j => j.Resume()));
+        table.Add("block-job-pause", device, (_, a, ct) => Settle(FindBlockJob(a, "device"), static j => j.Pause(), ct));
+        table.Add("block-job-resume", device, (_, a, ct) => Settle(FindBlockJob(a, "device"), static j => j.Resume(), ct));
         table.Add("block-job-complete", device, (_, a, _) => Run(FindBlockJob(a, "device"), static j => j.Complete()));
-        table.Add("block-job-cancel", [.. device, QmpArgument.Opt("force", QmpType.Bool)], async (_, a, ct) =>
+        table.Add("block-job-cancel", [.. device, QmpArgument.Opt("force", QmpType.Bool)], (_, a, ct) =>
         {
             var job = FindBlockJob(a, "device");
             var force = a["force"]?.GetValue<bool>() ?? false;
@@ -92,8 +90,7 @@ public sealed class QmpJobCommands
                 throw new QmpException($"The block job for device '{job.Id}' is currently paused");
             }
 
-            await job.CancelAsync(force, ct).ConfigureAwait(false);
-            return null;
+            return Settle(job, j => j.CancelAsync(force, ct), ct);
         });
         table.Add("block-job-set-speed", [.. device, QmpArgument.Required("speed", QmpType.WholeNumber)], (_, a, _) =>
         {
@@ -124,6 +121,7 @@ public sealed class QmpJobCommands
     {
         ArgumentNullException.ThrowIfNull(server);
         server.AddExceptionMapper(static ex => ex is JobException je ? new QmpException(je.ErrorClass, je.Message) : null);
+        server.AddCommandScope(Engine.HoldCompletionsAsync);
         return new QmpJobEventBridge(this, server);
     }
 
@@ -164,6 +162,20 @@ public sealed class QmpJobCommands
         verb(job);
         return Return(null);
     }
+
+    // QEMU runs a job the verb woke up to its next yield before replying, so what it does then precedes the reply.
+    private static async ValueTask<JsonNode?> Settle(Job job, Func<Job, Task> verb, CancellationToken cancellationToken)
+    {
+        await job.ApplyAndSettleAsync(verb, SettleTimeout, cancellationToken).ConfigureAwait(false);
+        return null;
+    }
+
+    private static ValueTask<JsonNode?> Settle(Job job, Action<Job> verb, CancellationToken cancellationToken) =>
+        Settle(job, j =>
+        {
+            verb(j);
+            return Task.CompletedTask;
+        }, cancellationToken);
 
     private static ValueTask<JsonNode?> Return(JsonNode? value) => ValueTask.FromResult(value);
 

@@ -19,6 +19,7 @@ public sealed class QmpServer : IAsyncDisposable
     private readonly List<Task> _acceptLoops = [];
     private readonly List<QmpEndpoint> _listening = [];
     private readonly List<Action> _replyBarriers = [];
+    private readonly List<Func<CancellationToken, Task<IDisposable>>> _commandScopes = [];
     private readonly List<Func<Exception, QmpException?>> _exceptionMappers = [];
     private readonly Lock _broadcastLock = new();
     private readonly CancellationTokenSource _stopping = new();
@@ -107,6 +108,62 @@ public sealed class QmpServer : IAsyncDisposable
         {
             _replyBarriers.Add(flush);
         }
+    }
+
+    /// <summary>
+    /// Registers a scope entered before each command is dispatched and left once its reply is queued. The job commands
+    /// use it to hold back job completions meanwhile (QEMU completes jobs in the main loop, between commands).
+    /// </summary>
+    public void AddCommandScope(Func<CancellationToken, Task<IDisposable>> enter)
+    {
+        ArgumentNullException.ThrowIfNull(enter);
+        lock (_commandScopes)
+        {
+            _commandScopes.Add(enter);
+        }
+    }
+
+    internal async Task<IDisposable?> EnterCommandScopesAsync(CancellationToken cancellationToken)
+    {
+        Func<CancellationToken, Task<IDisposable>>[] scopes;
+        lock (_commandScopes)
+        {
+            if (_commandScopes.Count == 0)
+            {
+                return null;
+            }
+
+            scopes = [.. _commandScopes];
+        }
+
+        var entered = new List<IDisposable>(scopes.Length);
+        try
+        {
+            foreach (var enter in scopes)
+            {
+                entered.Add(await enter(cancellationToken).ConfigureAwait(false));
+            }
+        }
+        catch
+        {
+            DisposeAll(entered);
+            throw;
+        }
+
+        return new CommandScope(entered);
+    }
+
+    private static void DisposeAll(List<IDisposable> scopes)
+    {
+        for (int i = scopes.Count - 1; i >= 0; i--)
+        {
+            scopes[i].Dispose();
+        }
+    }
+
+    private sealed class CommandScope(List<IDisposable> scopes) : IDisposable
+    {
+        public void Dispose() => DisposeAll(scopes);
     }
 
     /// <summary>Registers a translation of domain exceptions (e.g. job errors) into QMP errors; return null to pass.</summary>

@@ -74,9 +74,13 @@ internal sealed class QmpSession
 
                 foreach (var message in _streamer.Feed(buffer.AsSpan(0, n)))
                 {
-                    var reply = await QmpDispatcher.DispatchAsync(_server, this, message, serverStopping).ConfigureAwait(false);
-                    _server.FlushBeforeReply();
-                    Enqueue(QmpJsonWriter.ToLine(reply));
+                    using (await _server.EnterCommandScopesAsync(serverStopping).ConfigureAwait(false))
+                    {
+                        var reply = await QmpDispatcher.DispatchAsync(_server, this, message, serverStopping).ConfigureAwait(false);
+                        _server.FlushBeforeReply();
+                        Enqueue(QmpJsonWriter.ToLine(reply));
+                    }
+
                     RunAfterReply();
                 }
             }
