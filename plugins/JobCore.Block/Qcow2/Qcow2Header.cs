@@ -308,7 +308,8 @@ internal sealed class Qcow2Header
             pos = PutExtension(s, pos, type, data);
         }
 
-        if (HasFeatureTable && Version >= 3)
+        // Like QEMU, no feature table with clusters of 4 KiB or less: it would leave hardly any room for a backing name.
+        if (HasFeatureTable && Version >= 3 && ClusterSize > 4096)
         {
             var table = new byte[FeatureNames.Count * 48];
             int i = 0;

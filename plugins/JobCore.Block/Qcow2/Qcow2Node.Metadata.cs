@@ -256,146 +256,6 @@ public sealed partial class Qcow2Node
 
     // ---------------------------------------------------------------- writes
 
-    /// <summary>
-    /// Writes the start of <paramref name="data"/> into freshly allocated clusters (copy-on-write of partial clusters
-    /// from the old content), then points the L2 entries at them. Returns the bytes consumed (0: retry the lookup).
-    /// </summary>
-    private async ValueTask<int> AllocatingWriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
-    {
-        long guestCluster = offset >> _clusterBits;
-        int intra = (int)(offset & (_clusterSize - 1));
-        int l2Entries = 1 << _l2Bits;
-        int l2Index = (int)(guestCluster & (l2Entries - 1));
-        var l2 = await GetL2ForWriteAsync(guestCluster >> _l2Bits, cancellationToken).ConfigureAwait(false);
-        int maxClusters = (int)Math.Min(l2Entries - l2Index, ((long)intra + data.Length + _clusterSize - 1) >> _clusterBits);
-
-        // A normal cluster without the copied flag is overwritten in place when its refcount is 1.
-        ulong firstEntry = TableEntry(l2.Data, l2Index);
-        if (Classify(firstEntry, guestCluster) == ClusterKind.Normal && (firstEntry & OflagCopied) == 0 &&
-            await GetRefcountAsync((long)(firstEntry & OffsetMask) >> _clusterBits, cancellationToken).ConfigureAwait(false) == 1)
-        {
-            SetTableEntry(l2.Data, l2Index, firstEntry | OflagCopied);
-            _l2Cache.MarkDirty(l2);
-            return 0;
-        }
-
-        int count = 1;
-        while (count < maxClusters)
-        {
-            ulong e = TableEntry(l2.Data, l2Index + count);
-            if (Classify(e, guestCluster + count) == ClusterKind.Normal)
-            {
-                break;
-            }
-
-            count++;
-        }
-
-        (long host, count) = await AllocateRunAsync(count, allowShorter: true, cancellationToken).ConfigureAwait(false);
-        int n = (int)Math.Min(data.Length, ((long)count << _clusterBits) - intra);
-        try
-        {
-            await WriteNewClustersAsync(host, count, intra, n, data, l2.Data, l2Index, guestCluster, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            // Nothing references the new clusters yet (ENOSPC, EIO...): give them back at once instead of leaking them.
-            await DropReferencesNowAsync(host >> _clusterBits, count, CancellationToken.None).ConfigureAwait(false);
-            throw;
-        }
-
-        for (int k = 0; k < count; k++)
-        {
-            ulong old = TableEntry(l2.Data, l2Index + k);
-            SetTableEntry(l2.Data, l2Index + k, (ulong)(host + ((long)k << _clusterBits)) | OflagCopied);
-            QueueFree(old);
-        }
-
-        _l2Cache.MarkDirty(l2);
-        return n;
-    }
-
-    /// <summary>Writes the request's bytes into new host clusters, filling partial clusters from their old content.</summary>
-    private async ValueTask WriteNewClustersAsync(long host, int count, int intra, int n, ReadOnlyMemory<byte> data, byte[] l2, int l2Index,
-        long guestCluster, CancellationToken cancellationToken)
-    {
-        int fullStart = -1;
-        for (int k = 0; k < count; k++)
-        {
-            long clusterStart = (long)k << _clusterBits;
-            int from = (int)Math.Max(intra, clusterStart);
-            int to = (int)Math.Min(intra + (long)n, clusterStart + _clusterSize);
-            bool full = from == clusterStart && to == clusterStart + _clusterSize;
-            if (full)
-            {
-                if (fullStart < 0)
-                {
-                    fullStart = k;
-                }
-
-                continue;
-            }
-
-            await WriteFullRunAsync(host, fullStart, k, intra, data, cancellationToken).ConfigureAwait(false);
-            fullStart = -1;
-            await WritePartialClusterAsync(host + clusterStart, TableEntry(l2, l2Index + k), guestCluster + k,
-                from - (int)clusterStart, data.Slice(from - intra, to - from), cancellationToken).ConfigureAwait(false);
-        }
-
-        await WriteFullRunAsync(host, fullStart, count, intra, data, cancellationToken).ConfigureAwait(false);
-    }
-
-    private async ValueTask WriteFullRunAsync(long host, int fromCluster, int toCluster, int intra, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
-    {
-        if (fromCluster < 0 || toCluster <= fromCluster)
-        {
-            return;
-        }
-
-        long start = (long)fromCluster << _clusterBits;
-        int length = (toCluster - fromCluster) << _clusterBits;
-        await _file.WriteAsync(host + start, data.Slice((int)(start - intra), length), cancellationToken).ConfigureAwait(false);
-    }
-
-    private async ValueTask WritePartialClusterAsync(long host, ulong oldEntry, long guestCluster, int at, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
-    {
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(_clusterSize);
-        try
-        {
-            Memory<byte> cluster = buffer.AsMemory(0, _clusterSize);
-            await ReadOldClusterAsync(oldEntry, guestCluster, cluster, cancellationToken).ConfigureAwait(false);
-            data.CopyTo(cluster[at..]);
-            await _file.WriteAsync(host, cluster, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
-    /// <summary>The current content of a guest cluster (for copy-on-write).</summary>
-    private async ValueTask ReadOldClusterAsync(ulong entry, long guestCluster, Memory<byte> cluster, CancellationToken cancellationToken)
-    {
-        switch (Classify(entry, guestCluster))
-        {
-            case ClusterKind.Normal:
-                await ReadHostAsync((long)(entry & OffsetMask), cluster, cancellationToken).ConfigureAwait(false);
-                break;
-            case ClusterKind.Compressed:
-                await DecompressAsync(entry, cluster, cancellationToken).ConfigureAwait(false);
-                break;
-            case ClusterKind.Unallocated:
-                long guest = guestCluster << _clusterBits;
-                long inImage = Math.Clamp(Size - guest, 0, cluster.Length);
-                await ReadBackingAsync(guest, cluster[..(int)inImage], cancellationToken).ConfigureAwait(false);
-                cluster.Span[(int)inImage..].Clear();
-                break;
-            default:
-                cluster.Span.Clear();
-                break;
-        }
-    }
-
     /// <summary>The L2 table covering <paramref name="l1Index"/>, allocating a zeroed one (refcounted, L1 entry pending) if needed.</summary>
     private async ValueTask<Qcow2TableCache.Table> GetL2ForWriteAsync(long l1Index, CancellationToken cancellationToken)
     {
@@ -462,40 +322,17 @@ public sealed partial class Qcow2Node
         {
             int l2Index = (int)(cluster & (l2Entries - 1));
             int n = (int)Math.Min(end - cluster, l2Entries - l2Index);
+            Task? busy;
             await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
                 ThrowIfNotWritable();
-                cancellationToken = CancellationToken.None; // see WriteAsync: no cancellation past the lock
-                await PrepareFirstWriteAsync(cancellationToken).ConfigureAwait(false);
-                long l1Index = cluster >> _l2Bits;
-                bool noTable = L2OffsetOf(l1Index) == 0;
-                if (!(noTable && (skipUnallocatedTables || (_header.BackingFile is null && _backing is null))))
+                // An allocating write in flight there would link its clusters over this change: let it finish first.
+                busy = InflightOverlapping(cluster, n);
+                if (busy is null)
                 {
-                    var l2 = await GetL2ForWriteAsync(l1Index, cancellationToken).ConfigureAwait(false);
-                    bool changed = false;
-                    for (int i = 0; i < n; i++)
-                    {
-                        ulong old = TableEntry(l2.Data, l2Index + i);
-                        ulong updated = update(old, Classify(old, cluster + i));
-                        if (updated != old)
-                        {
-                            SetTableEntry(l2.Data, l2Index + i, updated);
-                            if ((updated & OffsetMask) != (old & OffsetMask) || (old & OflagCompressed) != 0)
-                            {
-                                QueueFree(old);
-                            }
-
-                            changed = true;
-                        }
-                    }
-
-                    if (changed)
-                    {
-                        _l2Cache.MarkDirty(l2);
-                    }
-
-                    await TrimCachesAsync(cancellationToken).ConfigureAwait(false);
+                    cancellationToken = CancellationToken.None; // see WriteAsync: no cancellation past the lock
+                    await UpdateClustersLockedAsync(cluster, l2Index, n, update, skipUnallocatedTables).ConfigureAwait(false);
                 }
             }
             finally
@@ -503,8 +340,51 @@ public sealed partial class Qcow2Node
                 _lock.Release();
             }
 
+            if (busy is not null)
+            {
+                await busy.WaitAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
             cluster += n;
         }
+    }
+
+    /// <summary>Rewrites <paramref name="n"/> L2 entries of one table from <paramref name="cluster"/> (caller holds the lock).</summary>
+    private async ValueTask UpdateClustersLockedAsync(long cluster, int l2Index, int n, Func<ulong, ClusterKind, ulong> update, bool skipUnallocatedTables)
+    {
+        await PrepareFirstWriteAsync(CancellationToken.None).ConfigureAwait(false);
+        long l1Index = cluster >> _l2Bits;
+        bool noTable = L2OffsetOf(l1Index) == 0;
+        if (noTable && (skipUnallocatedTables || (_header.BackingFile is null && _backing is null)))
+        {
+            return;
+        }
+
+        var l2 = await GetL2ForWriteAsync(l1Index, CancellationToken.None).ConfigureAwait(false);
+        bool changed = false;
+        for (int i = 0; i < n; i++)
+        {
+            ulong old = TableEntry(l2.Data, l2Index + i);
+            ulong updated = update(old, Classify(old, cluster + i));
+            if (updated != old)
+            {
+                SetTableEntry(l2.Data, l2Index + i, updated);
+                if ((updated & OffsetMask) != (old & OffsetMask) || (old & OflagCompressed) != 0)
+                {
+                    QueueFree(old);
+                }
+
+                changed = true;
+            }
+        }
+
+        if (changed)
+        {
+            _l2Cache.MarkDirty(l2);
+        }
+
+        await TrimCachesAsync(CancellationToken.None).ConfigureAwait(false);
     }
 
     /// <summary>Queues the host clusters of an old L2 entry for a refcount decrement once the new mapping is stable.</summary>

@@ -30,7 +30,9 @@ public sealed class Qcow2CreateOptions
 /// after the tables no longer referencing the clusters are stable. So the image on disk is consistent at every
 /// instant (at worst it leaks clusters), and <see cref="FlushAsync"/> makes every acknowledged write stable.</para>
 /// <para>Requests may run concurrently: mapping lookups and every metadata change are serialized by one async lock;
-/// reads and overwrites of already allocated clusters do their data I/O outside it.</para>
+/// data I/O runs outside it: reads, overwrites of allocated clusters, and allocating writes, which reserve host
+/// clusters under the lock, write (with copy-on-write) without it, then link the clusters under it again; requests
+/// touching guest clusters of an allocation in flight wait for it.</para>
 /// <para>An image whose dirty bit is set (lazy refcounts after a crash) opens read-only only: run
 /// <c>qemu-img check -r all</c> first. The corrupt bit likewise allows only read-only opens.</para>
 /// </remarks>
@@ -234,6 +236,8 @@ public sealed partial class Qcow2Node : BlockNode
                 int maxClusters = (int)Math.Min(int.MaxValue, ((long)intra + data.Length + _clusterSize - 1) >> _clusterBits);
                 Qcow2Run run;
                 int written = 0;
+                InflightAllocation? allocation = null;
+                Task? wait = null;
                 await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
                 try
                 {
@@ -248,8 +252,7 @@ public sealed partial class Qcow2Node : BlockNode
                     }
                     else
                     {
-                        written = await AllocatingWriteAsync(offset, data, CancellationToken.None).ConfigureAwait(false);
-                        await TrimCachesAsync(CancellationToken.None).ConfigureAwait(false);
+                        (allocation, wait) = await ReserveAllocationAsync(offset, data.Length, CancellationToken.None).ConfigureAwait(false);
                     }
                 }
                 finally
@@ -268,6 +271,14 @@ public sealed partial class Qcow2Node : BlockNode
                     {
                         Interlocked.Decrement(ref _dataOps);
                     }
+                }
+                else if (allocation is not null)
+                {
+                    written = await CompleteAllocationAsync(allocation, data).ConfigureAwait(false);
+                }
+                else if (wait is not null)
+                {
+                    await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
                 }
 
                 offset += written;
@@ -397,7 +408,20 @@ public sealed partial class Qcow2Node : BlockNode
     /// <inheritdoc />
     public override async ValueTask DisposeAsync()
     {
-        await _lock.WaitAsync().ConfigureAwait(false);
+        // Allocating writes still in flight finish first (their data I/O runs outside the lock).
+        while (true)
+        {
+            await _lock.WaitAsync().ConfigureAwait(false);
+            Task? busy = AllInflight();
+            if (busy is null)
+            {
+                break;
+            }
+
+            _lock.Release();
+            await busy.ConfigureAwait(false);
+        }
+
         try
         {
             if (_disposed)

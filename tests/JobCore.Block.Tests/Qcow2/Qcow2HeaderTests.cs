@@ -44,6 +44,8 @@ public sealed class Qcow2HeaderTests
         header.RefcountTableClusters = 1;
         byte[] file = new byte[4 * 512];
         header.Serialize().CopyTo(file, 0);
+        // A feature table extension (QEMU writes none with 512-byte clusters) whose length runs past cluster 0.
+        BinaryPrimitives.WriteUInt32BigEndian(file.AsSpan(112), 0x6803f857);
         BinaryPrimitives.WriteUInt32BigEndian(file.AsSpan(112 + 4), 5000);
         var e = Assert.ThrowsExactly<BlockFormatException>(() => Qcow2Header.Parse(file.AsSpan(0, 512), file.Length, "y.qcow2"));
         StringAssert.Contains(e.Message, "runs past the extension area");
