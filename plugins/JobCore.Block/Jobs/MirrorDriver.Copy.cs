@@ -107,6 +107,7 @@ internal abstract partial class MirrorDriver<TOptions>
             if (copied)
             {
                 _context!.ProgressWorkDone(run.Length);
+                _writeback?.Written(run.Length);
             }
             else
             {

@@ -40,6 +40,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
     private int _copyMode;
     private long _cursor;
     private IAsyncDisposable? _drain;
+    private HostWriteback? _writeback;
     private bool _baseWasReadOnly;
     private bool _pivoted;
     private bool _cleaned;
@@ -161,6 +162,9 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
                 _setUpDone.TrySetResult();
             }
 
+            // Start the host's write-back of copied data as the copy goes, so the flush before READY finds little left.
+            _writeback = HostWriteback.For(_target);
+
             if (_plan.Sync != MirrorSyncMode.None)
             {
                 await InitializeDirtyAsync(context, cancellationToken).ConfigureAwait(false);
@@ -171,6 +175,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         finally
         {
             await WaitForAllOpsAsync().ConfigureAwait(false);
+            _writeback?.Dispose();
         }
     }
 
