@@ -6,14 +6,18 @@ namespace JobCore.Block.Jobs;
 internal abstract partial class MirrorDriver<TOptions>
 {
     // QEMU's mirror_iteration: take dirty runs (clearing their bits) and start a copy for each while requests and
-    // buffer are free. A rate-limited job starts one copy and then sleeps off its quota.
+    // buffer are free. A rate-limited job issues one iteration as 7.2 does — the contiguous dirty area from the cursor,
+    // up to the buffer size, in requests of at most the op size — accounts all of it, and then sleeps off the quota.
     private void LaunchCopies(JobContext context, DirtyBitmap bitmap, CancellationToken cancellationToken)
     {
+        bool limited = context.Speed != 0;
+        long issued = 0;
+        long next = -1;
         while (true)
         {
             (int ops, long bytes) = InFlight();
             long room = _plan.BufferSize - bytes;
-            if (ops >= MaxInFlight || room < _plan.Granularity)
+            if (ops >= MaxInFlight || room < _plan.Granularity || (limited && issued >= _plan.BufferSize))
             {
                 return;
             }
@@ -22,10 +26,19 @@ internal abstract partial class MirrorDriver<TOptions>
             DirtyRun run;
             lock (_sync)
             {
-                DirtyRun? taken = bitmap.TakeNextDirty(_cursor, max);
-                if (taken is null && _cursor != 0)
+                DirtyRun? taken;
+                if (limited && next >= 0)
                 {
-                    taken = bitmap.TakeNextDirty(0, max);
+                    // The iteration goes on only while the dirty area continues right after its last request.
+                    taken = bitmap.NextDirty(next, max) is { } following && following.Offset == next ? bitmap.TakeNextDirty(next, max) : null;
+                }
+                else
+                {
+                    taken = bitmap.TakeNextDirty(_cursor, max);
+                    if (taken is null && _cursor != 0)
+                    {
+                        taken = bitmap.TakeNextDirty(0, max);
+                    }
                 }
 
                 if (taken is null)
@@ -39,13 +52,10 @@ internal abstract partial class MirrorDriver<TOptions>
             }
 
             _cursor = run.End >= bitmap.Size ? 0 : run.End;
-
+            next = run.End;
+            issued += run.Length;
             _ = CopyRunAsync(run, cancellationToken);
             context.RateLimitProcessed(run.Length);
-            if (context.Speed != 0)
-            {
-                return;
-            }
         }
     }
 

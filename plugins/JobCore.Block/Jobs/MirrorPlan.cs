@@ -86,6 +86,13 @@ internal sealed class MirrorPlan
         BlockNode target = graph.Lookup(options.Target, options.Target);
         graph.ThrowIfBusy(source);
         graph.ThrowIfBusy(target);
+
+        // QEMU's backing op blocker: an image's backing node cannot be a mirror target (it would overwrite data the
+        // image, possibly the source itself, reads through it).
+        if (graph.Nodes.FirstOrDefault(n => ReferenceEquals(n.Backing, target)) is { } overlay)
+        {
+            throw new BlockGraphException($"Node '{target.NodeName}' is busy: node is used as backing hd of '{overlay.NodeName}'");
+        }
         MirrorSyncMode sync = options.Sync == MirrorSyncMode.Top && BackingChain.Below(BackingChain.SkipFilters(source)) is null
             ? MirrorSyncMode.Full
             : options.Sync;

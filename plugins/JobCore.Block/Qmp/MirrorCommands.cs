@@ -69,8 +69,9 @@ internal sealed class MirrorCommands : QmpCommandModule
         JobEngine engine = context.Jobs.Engine;
         context.Commands.Add("blockdev-mirror", BlockdevMirrorArguments, (_, args, ct) => BlockCommands.Guard(async () =>
         {
+            CheckGranularityType(args);
             string device = args["device"]!.GetValue<string>();
-            graph.Lookup(device, device);
+            RequireRoot(graph, graph.Lookup(device, device));
             await StartAsync(engine, Options(graph, args, args["target"]!.GetValue<string>()) with
             {
                 TargetIsZero = BlockCommands.Flag(args, "target-is-zero") ?? false,
@@ -123,12 +124,10 @@ internal sealed class MirrorCommands : QmpCommandModule
     // to the monitor: it stays only if the pivot gave it users.
     private static async ValueTask<JsonNode?> DriveMirrorAsync(JobEngine engine, BlockGraph graph, JsonObject args, CancellationToken cancellationToken)
     {
+        CheckGranularityType(args);
         string device = args["device"]!.GetValue<string>();
         BlockNode source = graph.Lookup(device, device);
-        if (!graph.IsRoot(source))
-        {
-            throw new BlockGraphException("Need a root block node");
-        }
+        RequireRoot(graph, source);
 
         string filename = args["target"]!.GetValue<string>();
         bool existing = BlockCommands.Str(args, "mode") == "existing";
@@ -214,7 +213,7 @@ internal sealed class MirrorCommands : QmpCommandModule
 
         if (format != "raw")
         {
-            throw new QmpException($"Unknown driver '{format}'");
+            throw new QmpException($"Unknown file format '{format}'");
         }
 
         if (backing is not null)
@@ -224,6 +223,25 @@ internal sealed class MirrorCommands : QmpCommandModule
 
         await using var file = new FileStream(filename, FileMode.Create, FileAccess.Write);
         file.SetLength(size);
+    }
+
+    // The graph checks come before the job exists (and so before its id is checked), as in QEMU: a source under
+    // another job's filter is not a root.
+    private static void RequireRoot(BlockGraph graph, BlockNode source)
+    {
+        if (!graph.IsRoot(source))
+        {
+            throw new BlockGraphException("Need a root block node");
+        }
+    }
+
+    // QAPI declares granularity uint32: QEMU's input visitor refuses a value out of that range before anything else.
+    private static void CheckGranularityType(JsonObject args)
+    {
+        if (args["granularity"] is { } value && value.GetValue<long>() is < 0 or > uint.MaxValue)
+        {
+            throw new QmpException("Parameter 'granularity' expects uint32_t");
+        }
     }
 
     // An existing image without 'format': qcow2 when it starts with the qcow2 magic, else raw (QEMU probes too).

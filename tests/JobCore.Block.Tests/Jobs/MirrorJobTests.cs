@@ -180,8 +180,8 @@ public sealed class MirrorJobTests
         await using var bed = new MirrorTestBed();
         (string src, string dst, BlockNode source, BlockBackend guest) = await OpenPairAsync(bed);
 
-        // One byte per second: the first copy goes through, then the job sleeps off its quota.
-        Job job = await bed.StartAsync(new MirrorJobOptions { Id = "m3", Device = "src", Target = "dst", Speed = 1 });
+        // One byte per second with a 1 MiB buffer: the first iteration (1 MiB) goes through, then the job sleeps off its quota.
+        Job job = await bed.StartAsync(new MirrorJobOptions { Id = "m3", Device = "src", Target = "dst", Speed = 1, BufferSize = 1 << 20 });
         await MirrorTestBed.WaitForAsync(job, i => i.CurrentProgress > 0);
         await job.CancelAsync(force: false);
         await bed.ExpectAsync("m3:aborting", "m3:CANCELLED", "m3:concluded", "m3:null");
@@ -194,13 +194,32 @@ public sealed class MirrorJobTests
         await bed.AssertCheckedAsync(src, dst);
     }
 
+    /// <summary>
+    /// QEMU 7.2's mirror_iteration under a rate limit: one iteration issues the whole contiguous dirty area (up to the
+    /// buffer size) and only then sleeps for all of it, so with speed 1 the 8 MiB image is copied before the first sleep.
+    /// </summary>
+    [TestMethod]
+    public async Task A_rate_limited_mirror_issues_a_whole_iteration_before_it_sleeps()
+    {
+        await using var bed = new MirrorTestBed();
+        (string src, string dst, _, _) = await OpenPairAsync(bed);
+
+        Job job = await bed.StartAsync(new MirrorJobOptions { Id = "r", Device = "src", Target = "dst", Speed = 1 });
+        await MirrorTestBed.WaitForAsync(job, i => i.CurrentProgress == Size);
+        Assert.AreEqual(Size, job.Info.TotalProgress);
+        Assert.AreEqual(JobStatus.Running, job.Info.Status, "still asleep on the rate limit: not READY yet");
+        await job.CancelAsync(force: true);
+        await bed.ExpectAsync("r:aborting", "r:CANCELLED", "r:concluded", "r:null");
+        await bed.AssertSameContentAsync(src, dst);
+    }
+
     [TestMethod]
     public async Task Pause_freezes_progress_and_set_speed_lets_it_finish()
     {
         await using var bed = new MirrorTestBed();
         (string src, string dst, BlockNode source, BlockBackend guest) = await OpenPairAsync(bed);
 
-        Job job = await bed.StartAsync(new MirrorJobOptions { Id = "m4", Device = "src", Target = "dst", Speed = 1 << 20 });
+        Job job = await bed.StartAsync(new MirrorJobOptions { Id = "m4", Device = "src", Target = "dst", Speed = 1 << 20, BufferSize = 1 << 20 });
         await MirrorTestBed.WaitForAsync(job, i => i.CurrentProgress > 0);
         job.Pause();
         await bed.ExpectAsync("m4:paused");
