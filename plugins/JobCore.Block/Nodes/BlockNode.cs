@@ -70,4 +70,11 @@ public abstract class BlockNode : IAsyncDisposable
 /// <param name="Allocated">The extent is allocated in this node (reads do not fall through to the backing node).</param>
 /// <param name="Zero">The extent reads as zeroes.</param>
 /// <param name="Data">The extent has data stored (as opposed to a zero or unallocated extent).</param>
-public readonly record struct BlockStatus(long Offset, long Length, bool Allocated, bool Zero, bool Data);
+public readonly record struct BlockStatus(long Offset, long Length, bool Allocated, bool Zero, bool Data)
+{
+    /// <summary>
+    /// Where the extent starts in the node's file child, when the driver maps it there one to one (QEMU's
+    /// <c>BDRV_BLOCK_OFFSET_VALID</c>: qcow2 normal and preallocated zero clusters); <see langword="null"/> otherwise.
+    /// </summary>
+    public long? HostOffset { get; init; }
+}

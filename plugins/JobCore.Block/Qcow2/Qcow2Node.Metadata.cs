@@ -61,8 +61,9 @@ public sealed partial class Qcow2Node
         {
             ulong e = TableEntry(l2, l2Index + count);
             ClusterKind k = Classify(e, guestCluster + count);
-            if (k != kind || (kind == ClusterKind.Normal &&
-                ((long)(e & OffsetMask) != host + ((long)count << _clusterBits) || ((e & OflagCopied) != 0) != copied)))
+            if (k != kind ||
+                (kind is ClusterKind.Normal or ClusterKind.ZeroAllocated && (long)(e & OffsetMask) != host + ((long)count << _clusterBits)) ||
+                (kind == ClusterKind.Normal && ((e & OflagCopied) != 0) != copied))
             {
                 break;
             }

@@ -369,12 +369,14 @@ public sealed partial class Qcow2Node : BlockNode
                     int maxClusters = (int)Math.Min(int.MaxValue, (end - pos + intra + _clusterSize - 1) >> _clusterBits);
                     Qcow2Run run = await LookupRunAsync(guestCluster, maxClusters, cancellationToken).ConfigureAwait(false);
                     long runEnd = Math.Min(end, ((guestCluster + run.Count) << _clusterBits));
-                    BlockStatus s = StatusOf(run.Kind, pos, runEnd);
+                    BlockStatus s = StatusOf(run, intra, pos, runEnd);
                     if (status is null)
                     {
                         status = s;
                     }
-                    else if (status.Value.Allocated == s.Allocated && status.Value.Zero == s.Zero && status.Value.Data == s.Data)
+                    else if (status.Value.Allocated == s.Allocated && status.Value.Zero == s.Zero && status.Value.Data == s.Data &&
+                        status.Value.HostOffset.HasValue == s.HostOffset.HasValue &&
+                        (status.Value.HostOffset is not { } host || host + status.Value.Length == s.HostOffset))
                     {
                         status = status.Value with { Length = status.Value.Length + s.Length };
                     }
@@ -445,15 +447,19 @@ public sealed partial class Qcow2Node : BlockNode
         }
     }
 
-    private BlockStatus StatusOf(ClusterKind kind, long pos, long runEnd)
+    /// <summary>The status of a run from <paramref name="pos"/> (<paramref name="intra"/> bytes into its first cluster).</summary>
+    private BlockStatus StatusOf(Qcow2Run run, int intra, long pos, long runEnd)
     {
-        switch (kind)
+        // Like QEMU, normal and preallocated zero clusters report where they live in the file; compressed ones do not.
+        switch (run.Kind)
         {
             case ClusterKind.Normal:
+                return new BlockStatus(pos, runEnd - pos, true, false, true) { HostOffset = run.Host + intra };
             case ClusterKind.Compressed:
                 return new BlockStatus(pos, runEnd - pos, true, false, true);
-            case ClusterKind.ZeroPlain:
             case ClusterKind.ZeroAllocated:
+                return new BlockStatus(pos, runEnd - pos, true, true, false) { HostOffset = run.Host + intra };
+            case ClusterKind.ZeroPlain:
                 return new BlockStatus(pos, runEnd - pos, true, true, false);
             default:
                 if (_backing is null)
@@ -632,6 +638,6 @@ public sealed partial class Qcow2Node : BlockNode
         Compressed,
     }
 
-    /// <summary>A run of guest clusters of one kind; for <see cref="ClusterKind.Normal"/> the host clusters are contiguous.</summary>
+    /// <summary>A run of guest clusters of one kind; for normal and preallocated zero clusters the host clusters are contiguous.</summary>
     private readonly record struct Qcow2Run(ClusterKind Kind, long Host, int Count, ulong Entry, bool Copied);
 }

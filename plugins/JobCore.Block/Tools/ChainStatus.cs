@@ -64,11 +64,11 @@ internal static class ChainStatus
     private static bool SupportsBacking(BlockNode node) => node.DriverName == "qcow2";
 
     /// <summary>
-    /// The host offset of an allocated extent: raw images map one to one onto their file (holes included, as in
-    /// qemu-img); other drivers do not expose it through <see cref="BlockStatus"/> yet.
+    /// The host offset of an allocated extent: what the driver reports (qcow2: normal and preallocated zero clusters);
+    /// raw images map one to one onto their file (holes included, as in qemu-img).
     /// </summary>
     private static long? HostOffset(BlockNode node, BlockStatus status) =>
-        node.DriverName is "raw" or "file" ? status.Offset : null;
+        status.HostOffset ?? (node.DriverName is "raw" or "file" ? status.Offset : null);
 }
 
 /// <summary>

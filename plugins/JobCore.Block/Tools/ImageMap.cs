@@ -101,7 +101,7 @@ internal static class ImageMap
     }
 
     /// <summary>qemu-img's human table: one line per data extent with its host offset and file.</summary>
-    /// <exception cref="ImageToolException">A data extent has no known host offset.</exception>
+    /// <exception cref="ImageToolException">A data extent has no host offset (compressed clusters), as qemu-img refuses it.</exception>
     public static string ToHuman(IReadOnlyList<MapEntry> entries)
     {
         ArgumentNullException.ThrowIfNull(entries);
@@ -111,9 +111,8 @@ internal static class ImageMap
         {
             if (e.Offset is not { } offset)
             {
-                // qemu-img says "File contains external, encrypted or compressed clusters." here; JobCore's qcow2
-                // driver does not report host offsets at all yet, so say what is really missing.
-                throw new ImageToolException("The human map format needs host offsets, which this image's driver does not report; use --output json");
+                // Compressed clusters have data but no host offset of their own.
+                throw new ImageToolException("File contains external, encrypted or compressed clusters.");
             }
 
             sb.Append(CultureInfo.InvariantCulture, $"{Hex(e.Start),-16}{Hex(e.Length),-16}{Hex(offset),-16}{e.Filename}\n");

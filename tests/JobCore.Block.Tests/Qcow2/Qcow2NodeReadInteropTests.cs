@@ -116,11 +116,13 @@ public sealed class Qcow2NodeReadInteropTests
 
         await using var opened = await OpenedQcow2.OpenAsync(image, readOnly: true);
         Qcow2Node node = opened.Node;
-        Assert.AreEqual(new BlockStatus(0, 131072, true, false, true), await node.GetBlockStatusAsync(0, 4 << 20));
+        // Host offsets as qemu-img map reports them: data from 327680 (after header, refcount table and block, L1, L2).
+        Assert.AreEqual(new BlockStatus(0, 131072, true, false, true) { HostOffset = 327680 }, await node.GetBlockStatusAsync(0, 4 << 20));
         Assert.AreEqual(new BlockStatus(131072, 65536, true, true, false), await node.GetBlockStatusAsync(131072, (4 << 20) - 131072));
         Assert.AreEqual(new BlockStatus(196608, 1048576 - 196608, false, true, false), await node.GetBlockStatusAsync(196608, (4 << 20) - 196608));
         BlockStatus prealloc = await node.GetBlockStatusAsync(1048576, 3 << 20);
-        Assert.IsTrue(prealloc is { Allocated: true, Zero: true, Data: false, Length: 65536 }, prealloc.ToString());
+        Assert.IsTrue(prealloc is { Allocated: true, Zero: true, Data: false, Length: 65536, HostOffset: 327680 + 131072 }, prealloc.ToString());
+        StringAssert.Contains((await QemuImg.ImgOkAsync("map", "--output", "json", image)).Output, "\"start\": 1048576, \"length\": 65536, \"depth\": 0, \"present\": true, \"zero\": true, \"data\": false, \"offset\": 458752}");
     }
 
     /// <summary>qemu-io commands exercising patterns, zero writes (with and without unmap) and discards on an image of <paramref name="s"/> bytes.</summary>
