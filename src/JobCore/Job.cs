@@ -294,29 +294,82 @@ public sealed class Job
     public async Task ApplyAndSettleAsync(Func<Job, Task> verb, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(verb);
+        long before = EnterCount();
+        await verb(this).ConfigureAwait(false);
+        await WaitForReactionAsync(before, untilWorkEnds: false, timeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Cancels the job like <see cref="CancelAsync"/> and, if it was running and its type ends a cancel without further
+    /// I/O (<see cref="JobDriver"/>'s <c>CancelEndsWithIo</c>), waits (up to <paramref name="timeout"/>)
+    /// until its work has ended and then completes it before returning: QEMU's cancelled job leaves its loop without
+    /// further I/O and its completion runs before the monitor replies, so <c>aborting</c> ... <c>null</c> (or
+    /// <c>waiting</c> ... <c>null</c> for a soft cancel of a ready mirror) precede the reply.
+    /// </summary>
+    public async Task CancelAndSettleAsync(bool force, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        if (Driver.InvokeCancelEndsWithIo)
+        {
+            await CancelAsync(force, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         long before;
         lock (_engine.Sync)
         {
-            before = _enterCount;
+            // A job busy in its own waits (not a sleep of the engine's) is not entered by the cancel but still ends.
+            before = Started && !Deferred ? _enterCount - 1 : _enterCount;
         }
 
-        await verb(this).ConfigureAwait(false);
+        await CancelAsync(force, cancellationToken).ConfigureAwait(false);
+        if (await WaitForReactionAsync(before, untilWorkEnds: true, timeout, cancellationToken).ConfigureAwait(false))
+        {
+            await _engine.CompleteDeferredAsync(this).ConfigureAwait(false);
+        }
+    }
+
+    private static readonly TimeSpan StatusGrace = TimeSpan.FromMilliseconds(20);
+
+    private long EnterCount()
+    {
+        lock (_engine.Sync)
+        {
+            return _enterCount;
+        }
+    }
+
+    // Returns whether the work ended (the job is deferred) after it was entered since 'before'.
+    private async Task<bool> WaitForReactionAsync(long before, bool untilWorkEnds, TimeSpan timeout, CancellationToken cancellationToken)
+    {
         var deadline = _engine.Time.GetTimestamp() + (long)(timeout.TotalSeconds * _engine.Time.TimestampFrequency);
+        bool graced = false;
         while (true)
         {
             Task reaction;
             lock (_engine.Sync)
             {
-                if (Deferred)
+                if (_enterCount == before)
                 {
-                    break;
+                    return false;
                 }
 
-                // A force-cancelled job that only changed status (paused -> running) ends its work right after.
-                bool waitMore = _enterCount != before && (!_reactedSinceEnter || (ForceCancelled && Busy));
-                if (!waitMore)
+                if (Deferred)
                 {
-                    return;
+                    return true;
+                }
+
+                if (_reactedSinceEnter && !untilWorkEnds)
+                {
+                    // Changed status but still running: QEMU's job would go on to its next yield (a sleep, or
+                    // I/O) before the reply; give ours a moment to reach a sleep too, so the next command finds
+                    // it idle as QEMU's would be.
+                    if (!Busy || graced)
+                    {
+                        return false;
+                    }
+
+                    graced = true;
+                    deadline = Math.Min(deadline, _engine.Time.GetTimestamp() + (long)(StatusGrace.TotalSeconds * _engine.Time.TimestampFrequency));
                 }
 
                 _reactedSinceEnter = false;
@@ -332,12 +385,14 @@ public sealed class Job
             catch (TimeoutException)
             {
                 // Still busy (e.g. copying without a rate limit): QEMU would have replied at its first I/O wait anyway.
-                return;
+                return false;
+            }
+
+            // The reaction was signalled under the engine lock; once the lock is free, all it emitted is out.
+            lock (_engine.Sync)
+            {
             }
         }
-
-        // The work ended during the command: QEMU's completion bottom half runs before the monitor's reply.
-        await _engine.CompleteDeferredAsync(this).ConfigureAwait(false);
     }
 
     /// <summary>

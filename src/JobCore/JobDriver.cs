@@ -93,6 +93,18 @@ public abstract class JobDriver
 
     internal bool InvokeCancel(JobContext c, bool force) => Cancel(c, force);
 
+    /// <summary>
+    /// Whether a cancelled job of this type still does I/O on its way out (QEMU's mirror drains the source and waits
+    /// for its requests), so that a QMP server replies to the cancel before the job completes; otherwise (stream,
+    /// commit) the job leaves its loop at once and QEMU completes it before the reply. Default: true when the driver
+    /// overrides <see cref="Cancel"/> (in QEMU only such drivers, like mirror, have a cancel hook).
+    /// </summary>
+    protected virtual bool CancelEndsWithIo =>
+        GetType().GetMethod(nameof(Cancel), System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic,
+            [typeof(JobContext), typeof(bool)])?.DeclaringType != typeof(JobDriver);
+
+    internal bool InvokeCancelEndsWithIo => CancelEndsWithIo;
+
     internal bool InvokeSupportsChange => SupportsChange;
 
     internal void InvokeChange(JobContext c, object o) => Change(c, o);

@@ -66,7 +66,11 @@ public sealed class QmpJobCommands
         table.Add("query-jobs", [], (_, _, _) => Return(new JsonArray([.. Engine.QueryJobs().Select(j => (JsonNode)QmpJobJson.JobInfo(j))])));
         table.Add("job-pause", id, (_, a, ct) => Settle(FindJob(a, "id"), static j => j.Pause(), ct));
         table.Add("job-resume", id, (_, a, ct) => Settle(FindJob(a, "id"), static j => j.Resume(), ct));
-        table.Add("job-cancel", id, (_, a, ct) => Settle(FindJob(a, "id"), j => j.CancelAsync(force: true, ct), ct));
+        table.Add("job-cancel", id, async (_, a, ct) =>
+        {
+            await FindJob(a, "id").CancelAndSettleAsync(force: true, SettleTimeout, ct).ConfigureAwait(false);
+            return null;
+        });
         // No settling for complete: QEMU's mirror drains and flushes (I/O) before it can finish, so it replies first.
         table.Add("job-complete", id, (_, a, _) => Run(FindJob(a, "id"), static j => j.Complete()));
         table.Add("job-finalize", id, async (_, a, ct) =>
@@ -81,7 +85,7 @@ public sealed class QmpJobCommands
         table.Add("block-job-pause", device, (_, a, ct) => Settle(FindBlockJob(a, "device"), static j => j.Pause(), ct));
         table.Add("block-job-resume", device, (_, a, ct) => Settle(FindBlockJob(a, "device"), static j => j.Resume(), ct));
         table.Add("block-job-complete", device, (_, a, _) => Run(FindBlockJob(a, "device"), static j => j.Complete()));
-        table.Add("block-job-cancel", [.. device, QmpArgument.Opt("force", QmpType.Bool)], (_, a, ct) =>
+        table.Add("block-job-cancel", [.. device, QmpArgument.Opt("force", QmpType.Bool)], async (_, a, ct) =>
         {
             var job = FindBlockJob(a, "device");
             var force = a["force"]?.GetValue<bool>() ?? false;
@@ -90,7 +94,8 @@ public sealed class QmpJobCommands
                 throw new QmpException($"The block job for device '{job.Id}' is currently paused");
             }
 
-            return Settle(job, j => j.CancelAsync(force, ct), ct);
+            await job.CancelAndSettleAsync(force, SettleTimeout, ct).ConfigureAwait(false);
+            return null;
         });
         table.Add("block-job-set-speed", [.. device, QmpArgument.Required("speed", QmpType.WholeNumber)], (_, a, _) =>
         {
@@ -164,18 +169,15 @@ public sealed class QmpJobCommands
     }
 
     // QEMU runs a job the verb woke up to its next yield before replying, so what it does then precedes the reply.
-    private static async ValueTask<JsonNode?> Settle(Job job, Func<Job, Task> verb, CancellationToken cancellationToken)
+    private static async ValueTask<JsonNode?> Settle(Job job, Action<Job> verb, CancellationToken cancellationToken)
     {
-        await job.ApplyAndSettleAsync(verb, SettleTimeout, cancellationToken).ConfigureAwait(false);
-        return null;
-    }
-
-    private static ValueTask<JsonNode?> Settle(Job job, Action<Job> verb, CancellationToken cancellationToken) =>
-        Settle(job, j =>
+        await job.ApplyAndSettleAsync(j =>
         {
             verb(j);
             return Task.CompletedTask;
-        }, cancellationToken);
+        }, SettleTimeout, cancellationToken).ConfigureAwait(false);
+        return null;
+    }
 
     private static ValueTask<JsonNode?> Return(JsonNode? value) => ValueTask.FromResult(value);
 
