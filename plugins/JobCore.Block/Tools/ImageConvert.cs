@@ -15,11 +15,16 @@ internal static class ImageConvert
     /// </summary>
     internal const int ChunkSize = 2 << 20;
 
-    /// <summary>How many reads may be in flight while older chunks are written.</summary>
-    internal const int ReadsInFlight = 4;
+    /// <summary>
+    /// How many reads may be in flight while the oldest chunk is written. Measured with the native jobctl on a busy
+    /// two-core machine (1 GiB, page cache warm, 9-11 interleaved runs): 2 reads and 1 write used the least CPU in
+    /// both directions (0.34 s against 0.37-0.40 s with 4 reads and 2 writes, and 0.42-0.45 s for qemu-img);
+    /// more requests in flight only add thread-pool wake-ups and push the data out of the CPU caches.
+    /// </summary>
+    internal const int ReadsInFlight = 2;
 
-    /// <summary>How many chunks may be being written at once.</summary>
-    internal const int WritesInFlight = 2;
+    /// <summary>How many chunks may be being written at once (see <see cref="ReadsInFlight"/>).</summary>
+    internal const int WritesInFlight = 1;
 
     /// <summary>
     /// <c>qemu-img convert [-f FMT] -O FMT [-o ...] SRC DST</c>: opens <paramref name="source"/> with its backing chain
