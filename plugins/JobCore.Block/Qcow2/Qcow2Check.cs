@@ -101,6 +101,7 @@ public static class Qcow2Check
         private long _fragmented;
         private long _compressed;
         private long _nextContiguous;
+        private long _highestStored = -1;
         private byte[] _refTable = [];
 
         internal async ValueTask RunAsync(CancellationToken cancellationToken)
@@ -194,8 +195,8 @@ public static class Qcow2Check
 
         internal Qcow2CheckResult BuildResult()
         {
-            long highest = -1;
-            for (long c = _refs.Length - 1; c >= 0; c--)
+            long highest = _highestStored;
+            for (long c = _refs.Length - 1; c > highest; c--)
             {
                 if (_refs[c] != 0)
                 {
@@ -319,11 +320,17 @@ public static class Qcow2Check
 
         private void CompareRefcounts(Dictionary<long, byte[]> blocks)
         {
-            // Like QEMU, only clusters inside the file are compared.
+            // Like QEMU, only clusters inside the file are compared; the image ends after the last cluster that is
+            // referenced or has a refcount (leaked clusters count).
             for (long c = 0; c < _refs.Length; c++)
             {
                 ulong stored = StoredRefcount(blocks, c);
                 uint computed = _refs[c];
+                if (stored > 0)
+                {
+                    _highestStored = c;
+                }
+
                 if (stored < computed)
                 {
                     Corrupt($"ERROR cluster {c} refcount={stored} reference={computed}");

@@ -61,6 +61,31 @@ public sealed class Qcow2CheckTests
     }
 
     [TestMethod]
+    public async Task Leaked_clusters_past_the_last_referenced_one_count_in_the_image_end_offset_like_qemu()
+    {
+        using var scratch = new ScratchFolder();
+        string image = scratch.File("tail.qcow2");
+        await QemuImg.ImgOkAsync("create", "-f", "qcow2", image, "4M");
+        await QemuImg.IoCommandsAsync(image, "qcow2", "write -P 1 0 1M");
+        // Two more clusters at the end of the file with refcount 1 and no reference (refcount block at cluster 2).
+        long clusters = new FileInfo(image).Length / 65536;
+        await using (var fs = new FileStream(image, FileMode.Open, FileAccess.Write))
+        {
+            fs.SetLength((clusters + 2) * 65536);
+        }
+
+        await PatchAsync(image, (2 * 65536) + (clusters * 2), [0, 1, 0, 1]);
+
+        Qcow2CheckResult ours = await Qcow2Check.CheckFileAsync(image);
+        ToolResult theirs = await QemuImg.ImgAsync("check", "--output", "json", image);
+        Assert.AreEqual(3, theirs.ExitCode, theirs.All);
+        using JsonDocument q = JsonDocument.Parse(theirs.Output);
+        Assert.AreEqual(q.RootElement.GetProperty("leaks").GetInt64(), ours.Leaks);
+        Assert.AreEqual((clusters + 2) * 65536, q.RootElement.GetProperty("image-end-offset").GetInt64(), theirs.Output);
+        Assert.AreEqual(q.RootElement.GetProperty("image-end-offset").GetInt64(), ours.ImageEndOffset);
+    }
+
+    [TestMethod]
     public async Task A_referenced_cluster_with_refcount_zero_is_corruption_like_qemu_says()
     {
         using var scratch = new ScratchFolder();
