@@ -299,8 +299,17 @@ internal sealed class StreamPlan : BlockJobPlan
                 reopened = true;
             }
 
-            filter = await graph.InsertFilterAsync(top, (name, child) => new CopyOnReadNode(name, child, copyBase), options.FilterNodeName, cancellationToken)
-                .ConfigureAwait(false);
+            try
+            {
+                filter = await graph.InsertFilterAsync(top, (name, child) => new CopyOnReadNode(name, child, copyBase), options.FilterNodeName, cancellationToken)
+                    .ConfigureAwait(false);
+            }
+            catch (BlockGraphException e) when (options.FilterNodeName is not null)
+            {
+                // QEMU's bdrv_insert_node prefixes what opening the copy-on-read node said (bad or duplicate name).
+                throw new BlockGraphException("Could not create node: " + e.Message, e);
+            }
+
             return new StreamPlan(graph, lease, filter, copyBase?.NodeName, reopened, nothingToDo);
         }
         catch
