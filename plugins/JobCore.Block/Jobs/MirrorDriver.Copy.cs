@@ -61,6 +61,7 @@ internal abstract partial class MirrorDriver<TOptions>
 
     // One copy: under an exclusive range lock (write-blocking writes to the same range wait), read the source and
     // write the target; all-zero data becomes write-zeroes. A failure consults the policy; the run is dirty again.
+    // The copies read in parallel but take turns writing (see _targetTurn).
     private async Task CopyRunAsync(DirtyRun run, CancellationToken cancellationToken)
     {
         int length = (int)run.Length;
@@ -75,13 +76,21 @@ internal abstract partial class MirrorDriver<TOptions>
             {
                 await _plan.Source.ReadAsync(run.Offset, data, cancellationToken).ConfigureAwait(false);
                 operation = IoOperation.Write;
-                if (data.Span.ContainsAnyExcept((byte)0))
+                await _targetTurn.WaitAsync(cancellationToken).ConfigureAwait(false);
+                try
                 {
-                    await _target.WriteAsync(run.Offset, data, cancellationToken).ConfigureAwait(false);
+                    if (data.Span.ContainsAnyExcept((byte)0))
+                    {
+                        await _target.WriteAsync(run.Offset, data, cancellationToken).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await _target.WriteZeroesAsync(run.Offset, run.Length, _plan.Unmap, cancellationToken).ConfigureAwait(false);
+                    }
                 }
-                else
+                finally
                 {
-                    await _target.WriteZeroesAsync(run.Offset, run.Length, _plan.Unmap, cancellationToken).ConfigureAwait(false);
+                    _targetTurn.Release();
                 }
 
                 copied = true;

@@ -11,6 +11,8 @@ namespace JobCore.Block.Jobs;
 /// copying new writes until <c>complete</c> (finish and pivot) or a soft cancel (finish without pivot).
 /// </summary>
 /// <typeparam name="TOptions">The job type's options.</typeparam>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001:Types that own disposable fields should be disposable",
+    Justification = "The SemaphoreSlim's wait handle is never created (WaitAsync/Release only), so it holds nothing to release.")]
 internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
     where TOptions : JobOptions
 {
@@ -23,6 +25,11 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
     private readonly long _maxOpBytes;
     private readonly Lock _sync = new();
     private readonly RangeLock _ranges = new();
+
+    // One copy writes into the target at a time: buffered writes into one host file serialize on its inode lock in
+    // the kernel anyway, and writers waiting there spin on a CPU the reads of the other copies could use (measured on
+    // 2 cores: 1 GiB mirror to READY 0.57-0.65 s with turns vs 0.80-0.89 s with 16 concurrent writers).
+    private readonly SemaphoreSlim _targetTurn = new(1, 1);
     private BlockNode _target;
     private DirtyBitmap? _bitmap;
     private DirtyTrackingNode? _filter;
