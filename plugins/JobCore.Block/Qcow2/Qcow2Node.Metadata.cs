@@ -463,13 +463,6 @@ public sealed partial class Qcow2Node
     /// <summary>Finds <paramref name="count"/> contiguous free clusters from the free cursor and sets their refcounts to 1 (in the cache).</summary>
     private async ValueTask<long> AllocateClustersAsync(int count, CancellationToken cancellationToken)
     {
-        if (count >= 1L << _refBlockBits)
-        {
-            // Each refcount block sits in the first cluster it covers, so no free run is longer than one block's range.
-            throw new BlockIOException(BlockIOException.EFBIG,
-                $"Image '{_imageName}' cannot allocate {count} contiguous clusters with {_header.RefcountBits}-bit refcounts and {_clusterSize}-byte clusters");
-        }
-
         var (host, got) = await AllocateRunAsync(count, allowShorter: false, cancellationToken).ConfigureAwait(false);
         System.Diagnostics.Debug.Assert(got == count, "a full run was requested");
         return host;
@@ -477,57 +470,28 @@ public sealed partial class Qcow2Node
 
     /// <summary>
     /// Finds the first run of free clusters from the free cursor — exactly <paramref name="count"/> long, or with
-    /// <paramref name="allowShorter"/> possibly shorter — and sets their refcounts to 1 (in the cache).
-    /// Creates missing refcount blocks (and grows the refcount table) on the way.
+    /// <paramref name="allowShorter"/> possibly shorter — and sets their refcounts to 1 (in the cache). As in QEMU,
+    /// clusters without a refcount block count as free; the missing blocks are then created behind the run (which
+    /// may land in the run's way, so the search starts again from the same place, QEMU's <c>-EAGAIN</c>).
     /// </summary>
     private async ValueTask<(long Host, int Count)> AllocateRunAsync(int count, bool allowShorter, CancellationToken cancellationToken)
     {
         while (true)
         {
-            long start = _freeCursor;
-            int run = 0;
-            bool restart = false;
-            for (long c = _freeCursor; run < count; c++)
+            var (start, run) = await FindFreeRunAsync(_freeCursor, count, allowShorter, cancellationToken).ConfigureAwait(false);
+            long missing = -1;
+            for (long tableIndex = start >> _refBlockBits; tableIndex <= (start + run - 1) >> _refBlockBits; tableIndex++)
             {
-                if ((c << _clusterBits) >= (1L << 56))
-                {
-                    throw new BlockIOException(BlockIOException.EFBIG, $"Image '{_imageName}' cannot grow beyond the qcow2 offset limit");
-                }
-
-                long tableIndex = c >> _refBlockBits;
                 if (tableIndex >= RefTableEntries || RefBlockOffset(tableIndex) == 0)
                 {
-                    if (allowShorter && run > 0)
-                    {
-                        break;
-                    }
-
-                    await CreateRefBlockAsync(tableIndex, cancellationToken).ConfigureAwait(false);
-                    restart = true;
+                    missing = tableIndex;
                     break;
-                }
-
-                if (await GetRefcountAsync(c, cancellationToken).ConfigureAwait(false) == 0)
-                {
-                    if (run == 0)
-                    {
-                        start = c;
-                    }
-
-                    run++;
-                }
-                else if (allowShorter && run > 0)
-                {
-                    break;
-                }
-                else
-                {
-                    run = 0;
                 }
             }
 
-            if (restart)
+            if (missing >= 0)
             {
+                await CreateRefBlockAsync(missing, start + run, cancellationToken).ConfigureAwait(false);
                 continue;
             }
 
@@ -541,11 +505,48 @@ public sealed partial class Qcow2Node
         }
     }
 
+    /// <summary>The first run of clusters with refcount 0 from <paramref name="from"/> (see <see cref="AllocateRunAsync"/>).</summary>
+    private async ValueTask<(long Start, int Count)> FindFreeRunAsync(long from, int count, bool allowShorter, CancellationToken cancellationToken)
+    {
+        long start = from;
+        int run = 0;
+        for (long c = from; run < count; c++)
+        {
+            if ((c << _clusterBits) >= (1L << 56))
+            {
+                throw new BlockIOException(BlockIOException.EFBIG, $"Image '{_imageName}' cannot grow beyond the qcow2 offset limit");
+            }
+
+            if (await GetRefcountAsync(c, cancellationToken).ConfigureAwait(false) == 0)
+            {
+                if (run == 0)
+                {
+                    start = c;
+                }
+
+                run++;
+            }
+            else if (allowShorter && run > 0)
+            {
+                break;
+            }
+            else
+            {
+                run = 0;
+            }
+        }
+
+        return (start, run);
+    }
+
     /// <summary>
-    /// Creates the refcount block for table entry <paramref name="tableIndex"/>, self-describing: it sits in the first
-    /// cluster it covers (all clusters it covers are free by definition). Written and flushed before the table entry.
+    /// Creates the refcount block for table entry <paramref name="tableIndex"/> in the first free cluster from
+    /// <paramref name="searchFrom"/> (QEMU's placement). A block inside the range it covers describes itself; one
+    /// outside gets its refcount in the block of its own range, which is made stable first (or, when that block is
+    /// missing too, that one is created instead and the caller searches again). The block is written and flushed
+    /// before the table entry that makes it live. A full table grows instead.
     /// </summary>
-    private async ValueTask CreateRefBlockAsync(long tableIndex, CancellationToken cancellationToken)
+    private async ValueTask CreateRefBlockAsync(long tableIndex, long searchFrom, CancellationToken cancellationToken)
     {
         if (tableIndex >= RefTableEntries)
         {
@@ -553,14 +554,31 @@ public sealed partial class Qcow2Node
             return;
         }
 
-        long blockCluster = tableIndex << _refBlockBits;
+        var (blockCluster, _) = await FindFreeRunAsync(searchFrom, 1, allowShorter: false, cancellationToken).ConfigureAwait(false);
         long blockOffset = blockCluster << _clusterBits;
+        long ownIndex = blockCluster >> _refBlockBits;
         byte[] block = new byte[_clusterSize];
-        Qcow2Refcounts.TrySet(block, _header.RefcountOrder, 0, 1);
+        if (ownIndex == tableIndex)
+        {
+            Qcow2Refcounts.TrySet(block, _header.RefcountOrder, (int)(blockCluster & ((1L << _refBlockBits) - 1)), 1);
+        }
+        else if (ownIndex >= RefTableEntries || RefBlockOffset(ownIndex) == 0)
+        {
+            await CreateRefBlockAsync(ownIndex, blockCluster + 1, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        else
+        {
+            await SetRefcountAsync(blockCluster, 1, cancellationToken).ConfigureAwait(false);
+            await WriteDirtyAsync(_refCache, cancellationToken).ConfigureAwait(false);
+            await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         await _file.WriteAsync(blockOffset, block, cancellationToken).ConfigureAwait(false);
         await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
         byte[] entry = new byte[8];
         BinaryPrimitives.WriteUInt64BigEndian(entry, (ulong)blockOffset);
+        // Stable with the next metadata write-back's first flush, before anything counted in the block is referenced.
         await _file.WriteAsync(_header.RefcountTableOffset + (tableIndex * 8), entry, cancellationToken).ConfigureAwait(false);
         SetTableEntry(_refTable, (int)tableIndex, (ulong)blockOffset);
         _refCache.Remove(blockOffset);
