@@ -52,12 +52,19 @@ echo "making $SIZE ($BYTES bytes) of random data ..."
 head -c "$BYTES" /dev/urandom > src.raw
 cat src.raw > /dev/null
 
-# time_it NAME CMD... : runs CMD after a sync; appends wall, user and system seconds to NAME.wall/.user/.sys and,
+# PREP[NAME]: an untimed command run right before NAME's timed run, after the sync (deletes the run's previous
+# output, or makes its empty image). Right before, not earlier: on this kind of VM, memory freed more than a second
+# or two ago goes back to the host (virtio-balloon free page reporting) and the next writer of 1 GiB into the page
+# cache then pays ~1-3 s of extra system time faulting it back in; deleting the old output just before the run
+# hands each tool the same just-freed pages, whichever tool goes first.
+declare -A PREP
+# time_it NAME CMD... : runs CMD after a sync (and PREP[NAME]); appends wall, user and system seconds to NAME.wall/.user/.sys and,
 # when CMD prints qemu-img bench's "Run completed in X seconds.", X to NAME.loop.
 time_it() {
   local name=$1; shift
   local TIMEFORMAT='%R %U %S' t
   sync
+  [ -z "${PREP[$name]:-}" ] || eval "${PREP[$name]}"
   t=$( { time "$@" > "$name.out"; } 2>&1 )
   local wall user sys; read -r wall user sys <<<"$(tail -n 1 <<<"$t")"
   printf '%s\n' "$wall" >> "$name.wall"
@@ -92,22 +99,27 @@ pair() {
   if [ $((i % 2)) -eq 1 ]; then time_it "${a[@]}"; time_it "${b[@]}"; else time_it "${b[@]}"; time_it "${a[@]}"; fi
 }
 
-fresh_bench_images() { rm -f qb.qcow2 jb.qcow2; qemu-img create -q -f qcow2 qb.qcow2 "$BYTES"; qemu-img create -q -f qcow2 jb.qcow2 "$BYTES"; }
+PREP[qemu-convert-to-qcow2]="rm -f q.qcow2"
+PREP[jobctl-convert-to-qcow2]="rm -f j.qcow2"
+PREP[qemu-convert-to-raw]="rm -f q-out.raw"
+PREP[jobctl-convert-to-raw]="rm -f j-out.raw"
+for shape in $BENCH_SHAPES; do
+  s=${shape%%:*}
+  # Each tool writes its own fresh empty image, so every request allocates clusters; both then read qemu-img's.
+  PREP[qemu-bench-write-$s]="rm -f qb.qcow2; qemu-img create -q -f qcow2 qb.qcow2 $BYTES"
+  PREP[jobctl-bench-write-$s]="rm -f jb.qcow2; qemu-img create -q -f qcow2 jb.qcow2 $BYTES"
+done
 
 for i in $(seq 1 "$REPS"); do
   echo "round $i/$REPS (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-  rm -f q.qcow2 j.qcow2
   pair qemu-convert-to-qcow2 qemu-img convert -O qcow2 src.raw q.qcow2 -- \
        jobctl-convert-to-qcow2 jobctl img convert -O qcow2 src.raw j.qcow2
-  rm -f q-out.raw j-out.raw
   pair qemu-convert-to-raw qemu-img convert -f qcow2 -O raw q.qcow2 q-out.raw -- \
        jobctl-convert-to-raw jobctl img convert -f qcow2 -O raw q.qcow2 j-out.raw
   pair qemu-compare qemu-img compare -f qcow2 -F raw q.qcow2 src.raw -- \
        jobctl-compare jobctl img compare -f qcow2 -F raw q.qcow2 src.raw
   for shape in $BENCH_SHAPES; do
     s=${shape%%:*}; d=${shape##*:}; n=$((BYTES / $(numfmt --from=iec "${s^^}")))
-    # Each tool writes its own fresh empty image, so every request allocates clusters; both then read qemu-img's.
-    fresh_bench_images
     pair "qemu-bench-write-$s" qemu-img bench -w --pattern 0x5a -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" qb.qcow2 -- \
          "jobctl-bench-write-$s" jobctl img bench -w --pattern 0x5a -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" jb.qcow2
     pair "qemu-bench-read-$s" qemu-img bench -f qcow2 -t writeback -c "$n" -s "$s" -d "$d" qb.qcow2 -- \
