@@ -38,6 +38,52 @@ public sealed partial class BlockGraph
         }
     }
 
+    // QEMU's qcow2_get_specific_info; the feature bits are read from the header on disk (they change only when the
+    // image is opened, closed or marked corrupt).
+    private static ImageInfoSpecific DescribeQcow2(Qcow2Node image, string? filename)
+    {
+        if (image.Version < 3)
+        {
+            return new ImageInfoSpecific { Type = "qcow2", Data = new ImageInfoSpecificQcow2 { Compat = "0.10", RefcountBits = image.RefcountBits } };
+        }
+
+        ulong incompatible = 0, compatible = 0;
+        byte compression = 0;
+        if (filename is not null)
+        {
+            try
+            {
+                using Microsoft.Win32.SafeHandles.SafeFileHandle handle = File.OpenHandle(filename, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                Span<byte> header = stackalloc byte[105];
+                if (RandomAccess.Read(handle, header, 0) == header.Length)
+                {
+                    incompatible = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(header[72..]);
+                    compatible = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(header[80..]);
+                    uint headerLength = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header[100..]);
+                    compression = headerLength > 104 && (incompatible & (1UL << 3)) != 0 ? header[104] : (byte)0;
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The header cannot be read again: report the defaults of an image JobCore can open.
+            }
+        }
+
+        return new ImageInfoSpecific
+        {
+            Type = "qcow2",
+            Data = new ImageInfoSpecificQcow2
+            {
+                Compat = "1.1",
+                CompressionType = compression == 1 ? "zstd" : "zlib",
+                LazyRefcounts = (compatible & 1) != 0,
+                RefcountBits = image.RefcountBits,
+                Corrupt = (incompatible & (1UL << 1)) != 0,
+                ExtendedL2 = (incompatible & (1UL << 4)) != 0,
+            },
+        };
+    }
+
     private static ImageInfo DescribeImage(BlockNode node)
     {
         BlockNode? backing = BackingChain.SkipFilters(node).Backing;
@@ -48,8 +94,11 @@ public sealed partial class BlockGraph
             Filename = filename ?? node.NodeName,
             ActualSize = filename is null ? null : ActualSizeOf(filename),
             Format = node.DriverName,
-            VirtualSize = node.Size,
+
+            // QEMU counts a protocol node's length in whole sectors.
+            VirtualSize = BackingChain.SkipFilters(node) is FileNode ? (node.Size + 511) / 512 * 512 : node.Size,
             ClusterSize = qcow2?.ClusterSize,
+            FormatSpecific = qcow2 is null ? null : DescribeQcow2(qcow2, filename),
             BackingFilename = qcow2?.BackingFileName,
             FullBackingFilename = backing is null ? null : BackingChain.TryGetFilename(backing),
             BackingFilenameFormat = qcow2?.BackingFormat,

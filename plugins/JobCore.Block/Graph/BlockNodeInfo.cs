@@ -123,6 +123,11 @@ public sealed record ImageInfo
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int? ClusterSize { get; init; }
 
+    /// <summary>The format's own facts (QAPI <c>ImageInfoSpecific</c>); qcow2 only.</summary>
+    [JsonPropertyName("format-specific")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ImageInfoSpecific? FormatSpecific { get; init; }
+
     /// <summary>The backing file name as recorded in the header.</summary>
     [JsonPropertyName("backing-filename")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
@@ -142,4 +147,48 @@ public sealed record ImageInfo
     [JsonPropertyName("backing-image")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public ImageInfo? BackingImage { get; init; }
+}
+
+/// <summary>QAPI <c>ImageInfoSpecific</c>: the format's name and its facts.</summary>
+public sealed record ImageInfoSpecific
+{
+    /// <summary>The format (<c>qcow2</c>).</summary>
+    [JsonPropertyName("type")]
+    public required string Type { get; init; }
+
+    /// <summary>The facts.</summary>
+    [JsonPropertyName("data")]
+    public required ImageInfoSpecificQcow2 Data { get; init; }
+}
+
+/// <summary>QAPI <c>ImageInfoSpecificQCow2</c> (the members QEMU 7.2 prints for a plain image, in its order).</summary>
+public sealed record ImageInfoSpecificQcow2
+{
+    /// <summary><c>0.10</c> (version 2) or <c>1.1</c> (version 3).</summary>
+    [JsonPropertyName("compat")]
+    public required string Compat { get; init; }
+
+    /// <summary><c>zlib</c> or <c>zstd</c> (version 3 only).</summary>
+    [JsonPropertyName("compression-type")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? CompressionType { get; init; }
+
+    /// <summary>The lazy-refcounts compatible feature (version 3 only).</summary>
+    [JsonPropertyName("lazy-refcounts")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? LazyRefcounts { get; init; }
+
+    /// <summary>The refcount width in bits.</summary>
+    [JsonPropertyName("refcount-bits")]
+    public required int RefcountBits { get; init; }
+
+    /// <summary>The corrupt incompatible feature (version 3 only).</summary>
+    [JsonPropertyName("corrupt")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? Corrupt { get; init; }
+
+    /// <summary>The extended-L2 incompatible feature (version 3 only).</summary>
+    [JsonPropertyName("extended-l2")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? ExtendedL2 { get; init; }
 }

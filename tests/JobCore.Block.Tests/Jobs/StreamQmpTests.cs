@@ -225,6 +225,36 @@ public sealed class StreamQmpTests
         return lines;
     }
 
+    [TestMethod]
+    public async Task Query_named_block_nodes_reports_format_specific_and_sector_sizes_as_qemu()
+    {
+        // Per node (by driver and node name, or file name for implicit nodes): the qcow2 facts and the virtual size (a
+        // file node's in whole sectors). File names of nodes opened with a backing reference differ (conformance G2).
+        async Task<List<string>> DescribeAsync(QmpJobPeer peer)
+        {
+            await OpenChainAsync(peer);
+            return [.. (await peer.Client.ExecuteAsync("query-named-block-nodes"))!.AsArray()
+                .Select(n => $"{n!["drv"]} {(n["node-name"]!.GetValue<string>() is ['#', ..] ? Path.GetFileName(n["image"]!["filename"]!.GetValue<string>()) : n["node-name"])}"
+                    + $" size={n["image"]!["virtual-size"]}"
+                    + $" specific={(n["image"]!["format-specific"] is JsonObject f ? QmpJobPeer.Canonical(f["data"]!.AsObject()) + "/" + f["type"] : "-")}")
+                .Where(line => !line.StartsWith("blkdebug", StringComparison.Ordinal))
+                .Order(StringComparer.Ordinal)];
+        }
+
+        List<string> qemu, ours;
+        await using (QmpJobPeer peer = await QmpJobPeer.StartQemuAsync())
+        {
+            qemu = await DescribeAsync(peer);
+        }
+
+        await using (QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync())
+        {
+            ours = await DescribeAsync(peer);
+        }
+
+        CollectionAssert.AreEqual(qemu, ours, $"qemu:\n{string.Join("\n", qemu)}\njobcored:\n{string.Join("\n", ours)}");
+    }
+
     // qemu-img map of one image without its host offsets: the extents with their present/zero/data flags.
     private static async Task<string> MapAsync(string image)
     {
