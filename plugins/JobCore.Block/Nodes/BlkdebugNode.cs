@@ -6,9 +6,10 @@ namespace JobCore.Block.Nodes;
 /// <summary>
 /// QEMU's <c>blkdebug</c> filter: passes requests to <c>image</c> and fails them by <c>inject-error</c> rules.
 /// <para>
-/// QEMU arms rules through debug events that the format driver above raises before its data I/O; JobCore's
-/// formats do not raise them, so this node raises the event of each request itself: a read raises
-/// <c>read_aio</c>, a write or write-zeroes <c>write_aio</c>, a flush <c>flush_to_disk</c>. As in QEMU, an event
+/// QEMU arms rules through debug events that the format driver above raises before its data I/O. JobCore's qcow2
+/// driver does so too (<see cref="EventsRaisedByParent"/>); under any other parent this node raises the event of each
+/// request itself: a read raises <c>read_aio</c>, a write or write-zeroes <c>write_aio</c>, a flush
+/// <c>flush_to_disk</c>. As in QEMU, an event
 /// that has rules (in the current state) replaces the set of armed rules with its rules; an armed rule then fails
 /// every request of its <c>iotype</c> set (default: read, write, write-zeroes, discard, flush) that covers its
 /// <c>sector</c> (or any request, for -1) until another event re-arms, or until its first hit when <c>once</c> is set.
@@ -58,6 +59,12 @@ public sealed class BlkdebugNode : FilterNode
         ArgumentNullException.ThrowIfNull(rules);
         return new BlkdebugNode(nodeName, image, rules, readOnly);
     }
+
+    /// <summary>
+    /// Set by a format driver above that raises the events of its data I/O itself (qcow2, as in QEMU): requests then
+    /// raise no events here, so the driver's metadata I/O arms nothing (armed rules still apply to it).
+    /// </summary>
+    internal bool EventsRaisedByParent { get; set; }
 
     /// <summary>Raises a debug event, as a format driver would before its data I/O (arms the event's rules).</summary>
     /// <param name="blkdebugEvent">The event.</param>
@@ -158,7 +165,7 @@ public sealed class BlkdebugNode : FilterNode
 
         lock (_lock)
         {
-            if (raised is { } e)
+            if (raised is { } e && !EventsRaisedByParent)
             {
                 RaiseEventLocked(e);
             }
