@@ -1,4 +1,5 @@
 using System.Buffers;
+using JobCore.Block.Options;
 
 namespace JobCore.Block.Nodes;
 
@@ -188,6 +189,7 @@ public sealed partial class Qcow2Node
 
         long start = (long)fromCluster << _clusterBits;
         int length = (toCluster - fromCluster) << _clusterBits;
+        RaiseDebugEvent(BlkdebugEvent.WriteAio);
         await _file.WriteAsync(host + start, data.Slice((int)(start - intra), length), cancellationToken).ConfigureAwait(false);
     }
 
@@ -199,6 +201,7 @@ public sealed partial class Qcow2Node
             Memory<byte> cluster = buffer.AsMemory(0, _clusterSize);
             await ReadOldClusterAsync(oldEntry, guestCluster, cluster, cancellationToken).ConfigureAwait(false);
             data.CopyTo(cluster[at..]);
+            RaiseDebugEvent(BlkdebugEvent.WriteAio);
             await _file.WriteAsync(host, cluster, cancellationToken).ConfigureAwait(false);
         }
         finally

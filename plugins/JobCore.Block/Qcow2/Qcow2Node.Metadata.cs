@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Compression;
+using JobCore.Block.Options;
 
 namespace JobCore.Block.Nodes;
 
@@ -695,7 +696,10 @@ public sealed partial class Qcow2Node
     /// Writes back all cached metadata in dependency order and flushes: refcount blocks; flush (data and refcounts
     /// stable); L2 tables; flush; L1 entries; flush. Then applies queued reference drops (written at the next write-back).
     /// </summary>
-    private async ValueTask FlushMetadataAsync(CancellationToken cancellationToken)
+    /// <param name="requested">A flush the user asked for (not an internal write-back): raises blkdebug's
+    /// <c>flush_to_disk</c> before the final flush, where QEMU raises it (after the caches went to the file).</param>
+    /// <param name="cancellationToken">Cancels the write-back.</param>
+    private async ValueTask FlushMetadataAsync(CancellationToken cancellationToken, bool requested = false)
     {
         bool l2Dirty = _l2Cache.DirtyCount > 0;
         bool l1Dirty = _dirtyL1Max >= 0;
@@ -722,6 +726,11 @@ public sealed partial class Qcow2Node
             await _file.WriteAsync(_header.L1TableOffset + from, _l1.AsMemory(from, to - from), cancellationToken).ConfigureAwait(false);
             _dirtyL1Min = int.MaxValue;
             _dirtyL1Max = -1;
+        }
+
+        if (requested)
+        {
+            RaiseDebugEvent(BlkdebugEvent.FlushToDisk);
         }
 
         await _file.FlushAsync(cancellationToken).ConfigureAwait(false);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using JobCore.Block.Options;
 
 namespace JobCore.Block.Nodes;
 
@@ -114,6 +115,25 @@ public sealed partial class Qcow2Node : BlockNode
     public static async ValueTask<Qcow2Node> OpenAsync(string nodeName, BlockNode file, bool readOnly, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(file);
+        if (file is BlkdebugNode debug)
+        {
+            debug.EventsRaisedByParent = true;
+            try
+            {
+                return await OpenCheckedAsync(nodeName, file, readOnly, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                debug.EventsRaisedByParent = false;
+                throw;
+            }
+        }
+
+        return await OpenCheckedAsync(nodeName, file, readOnly, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask<Qcow2Node> OpenCheckedAsync(string nodeName, BlockNode file, bool readOnly, CancellationToken cancellationToken)
+    {
         string name = file is FileNode f ? f.Filename : file.NodeName;
         long fileLength = file.Size;
         byte[] first = new byte[(int)Math.Min(fileLength, 512)];
@@ -191,6 +211,7 @@ public sealed partial class Qcow2Node : BlockNode
                     switch (run.Kind)
                     {
                         case ClusterKind.Normal:
+                            RaiseDebugEvent(BlkdebugEvent.ReadAio);
                             await ReadHostAsync(run.Host + intra, part, cancellationToken).ConfigureAwait(false);
                             break;
                         case ClusterKind.Compressed:
@@ -265,6 +286,7 @@ public sealed partial class Qcow2Node : BlockNode
                     written = (int)Math.Min(data.Length, ((long)run.Count << _clusterBits) - intra);
                     try
                     {
+                        RaiseDebugEvent(BlkdebugEvent.WriteAio);
                         await _file.WriteAsync(run.Host + intra, data[..written], cancellationToken).ConfigureAwait(false);
                     }
                     finally
@@ -329,7 +351,7 @@ public sealed partial class Qcow2Node : BlockNode
             try
             {
                 ThrowIfDisposed();
-                await FlushMetadataAsync(CancellationToken.None).ConfigureAwait(false);
+                await FlushMetadataAsync(CancellationToken.None, requested: true).ConfigureAwait(false);
             }
             finally
             {
@@ -424,9 +446,10 @@ public sealed partial class Qcow2Node : BlockNode
             await busy.ConfigureAwait(false);
         }
 
+        bool closing = !_disposed;
         try
         {
-            if (_disposed)
+            if (!closing)
             {
                 return;
             }
@@ -443,6 +466,11 @@ public sealed partial class Qcow2Node : BlockNode
         }
         finally
         {
+            if (closing && _file is BlkdebugNode debug)
+            {
+                debug.EventsRaisedByParent = false;
+            }
+
             _lock.Release();
         }
     }
@@ -618,6 +646,9 @@ public sealed partial class Qcow2Node : BlockNode
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    /// <summary>Raises a blkdebug event for data I/O, as QEMU's qcow2 does (metadata I/O raises none of the events JobCore's rules use).</summary>
+    private void RaiseDebugEvent(BlkdebugEvent blkdebugEvent) => (_file as BlkdebugNode)?.RaiseEvent(blkdebugEvent);
 
     private void ThrowIfNotWritable()
     {

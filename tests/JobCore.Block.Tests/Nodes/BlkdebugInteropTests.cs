@@ -20,6 +20,11 @@ public sealed class BlkdebugInteropTests
         ["""{"event":"read_aio","errno":28,"sector":1}""", new[] { "read 65536 4096", "read 0 4096" }],
         ["""{"event":"write_aio","errno":28,"once":true}""", new[] { "write 0 4096", "write 0 4096", "read 0 4096" }],
         ["""{"event":"read_aio","errno":0}""", new[] { "read 0 4096", "write 0 4096" }],
+        // qcow2 raises read_aio/write_aio for data I/O only: its metadata I/O (L2 table and refcount block loads of an
+        // allocating write) arms nothing, but is failed like any request once a data event armed a rule.
+        ["""{"event":"read_aio"}""", new[] { "write 131072 4096", "read 0 4096", "write 262144 4096" }],
+        ["""{"event":"write_aio","once":true}""", new[] { "read 0 4096", "write 131072 4096", "write 196608 4096", "read 131072 4096" }],
+        ["""{"event":"read_aio","once":true}""", new[] { "write 131072 70000", "read 65536 4096", "read 0 4096" }],
     ];
 
     [TestMethod]
