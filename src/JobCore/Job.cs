@@ -15,10 +15,12 @@ public sealed class Job
     private readonly CancellationTokenSource _forceCancel = new();
     private TaskCompletionSource? _wakeup;
     private ITimer? _sleepTimer;
+    private SleepToken? _sleepToken;
     private long _progressCurrent;
     private long _enterCount;
     private bool _reactedSinceEnter = true;
     private TaskCompletionSource? _reaction;
+    private TaskCompletionSource? _firstIdle;
     private long _progressTotal;
 
     internal Job(JobEngine engine, JobDriver driver, JobOptions options, string type, JobTransaction transaction)
@@ -294,6 +296,7 @@ public sealed class Job
     public async Task ApplyAndSettleAsync(Func<Job, Task> verb, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(verb);
+        await _engine.SettleStartingJobsAsync([this], StartGrace, cancellationToken).ConfigureAwait(false);
         long before = EnterCount();
         await verb(this).ConfigureAwait(false);
         await WaitForReactionAsync(before, untilWorkEnds: false, timeout, cancellationToken).ConfigureAwait(false);
@@ -308,6 +311,7 @@ public sealed class Job
     /// </summary>
     public async Task CancelAndSettleAsync(bool force, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
+        await _engine.SettleStartingJobsAsync([this], StartGrace, cancellationToken).ConfigureAwait(false);
         if (Driver.InvokeCancelEndsWithIo)
         {
             await CancelAsync(force, cancellationToken).ConfigureAwait(false);
@@ -329,6 +333,9 @@ public sealed class Job
     }
 
     private static readonly TimeSpan StatusGrace = TimeSpan.FromMilliseconds(20);
+
+    // How long a verb waits for a job that was just started to reach its first sleep (QEMU's is there by then).
+    private static readonly TimeSpan StartGrace = TimeSpan.FromMilliseconds(250);
 
     private long EnterCount()
     {
@@ -516,6 +523,7 @@ public sealed class Job
 
         _sleepTimer?.Dispose();
         _sleepTimer = null;
+        _sleepToken = null;
         Busy = true;
         _enterCount++;
         _reactedSinceEnter = false;
@@ -531,13 +539,29 @@ public sealed class Job
         _wakeup = wakeup;
         Busy = false;
         ReactedLocked();
+        IdleOnceLocked();
         if (timeout is { } delay)
         {
-            _sleepTimer = _engine.Time.CreateTimer(static s => ((Job)s!).OnSleepTimer(), this, delay, Timeout.InfiniteTimeSpan);
+            var sleep = new SleepToken(this);
+            _sleepToken = sleep;
+            _sleepTimer = _engine.Time.CreateTimer(static s => ((SleepToken)s!).Fire(), sleep, delay, Timeout.InfiniteTimeSpan);
         }
 
         return wakeup.Task;
     }
+
+    /// <summary>Arms the "first idle" signal of a job being started (completed at its first yield or when its work ends).</summary>
+    internal void StartingLocked() => _firstIdle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>The job yielded or ended its work: a job just started has reached its first idle point.</summary>
+    internal void IdleOnceLocked()
+    {
+        _firstIdle?.TrySetResult();
+        _firstIdle = null;
+    }
+
+    /// <summary>What to await until a job just started first yields or ends its work; null when it already did.</summary>
+    internal Task? FirstIdleLocked() => _firstIdle?.Task;
 
     /// <summary>The job yielded, changed status or ended its work since it was last entered.</summary>
     internal void ReactedLocked()
@@ -547,11 +571,19 @@ public sealed class Job
         _reaction = null;
     }
 
-    private void OnSleepTimer()
+    // A timer callback can already be running when its sleep is ended another way (a pause enters the job and it parks
+    // at its pause point): only the timer of the current sleep may enter the job.
+    private sealed class SleepToken(Job job)
     {
-        lock (_engine.Sync)
+        public void Fire()
         {
-            EnterLocked();
+            lock (job._engine.Sync)
+            {
+                if (ReferenceEquals(job._sleepToken, this))
+                {
+                    job.EnterLocked();
+                }
+            }
         }
     }
 

@@ -371,6 +371,7 @@ public sealed class JobEngine : IAsyncDisposable
             job.IsPausedAtPoint = false;
             job.Started = true;
             job.StartTimestamp = Time.GetTimestamp();
+            job.StartingLocked();
             TransitionLocked(job, JobStatus.Running);
         }
 
@@ -398,6 +399,7 @@ public sealed class JobEngine : IAsyncDisposable
             job.Deferred = true;
             job.Busy = true;
             job.ReactedLocked();
+            job.IdleOnceLocked();
             if (failure is not null && !(failure is OperationCanceledException && job.ForceCancelled))
             {
                 job.HasError = true;
@@ -433,6 +435,53 @@ public sealed class JobEngine : IAsyncDisposable
         {
             _gate.Release();
             _completionHold.Release();
+        }
+    }
+
+    /// <summary>
+    /// Waits (up to <paramref name="timeout"/>, once per job) until each of <paramref name="jobs"/> (all jobs when null) that was
+    /// started but has not yet yielded reaches its first sleep, pause or yield, or ends its work. QEMU runs a new job
+    /// inside the creating command up to its first I/O, which completes almost at once, so by the next command a
+    /// rate-limited job has done its first chunk and sleeps; a QMP server calls this before answering queries and
+    /// job verbs so that they see the same.
+    /// </summary>
+    public async Task SettleStartingJobsAsync(IEnumerable<Job>? jobs, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        List<Task>? waits = null;
+        List<Job>? waiting = null;
+        lock (Sync)
+        {
+            foreach (var job in jobs ?? _jobs)
+            {
+                if (job.FirstIdleLocked() is { } idle)
+                {
+                    (waits ??= []).Add(idle);
+                    (waiting ??= []).Add(job);
+                }
+            }
+        }
+
+        if (waits is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await Task.WhenAll(waits).WaitAsync(timeout, Time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // Still busy (copying without a limit): answer with what is there, and wait for these jobs only once.
+        }
+
+        // Signalled under the lock: once it is free, whatever the jobs emitted is out.
+        lock (Sync)
+        {
+            foreach (var job in waiting!)
+            {
+                job.IdleOnceLocked();
+            }
         }
     }
 

@@ -17,6 +17,9 @@ public sealed class QmpJobCommands
         ["commit", "stream", "mirror", "backup", "create", "amend", "snapshot-load", "snapshot-save", "snapshot-delete"];
 
     private static readonly TimeSpan SettleTimeout = TimeSpan.FromSeconds(1);
+
+    // A job started by the previous command reaches its first sleep in QEMU before the next command is read.
+    private static readonly TimeSpan StartGrace = TimeSpan.FromMilliseconds(250);
     private readonly ConcurrentDictionary<string, bool> _blockJobTypes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ChangeVariant> _changeVariants = new(StringComparer.Ordinal);
 
@@ -63,7 +66,11 @@ public sealed class QmpJobCommands
         QmpArgument[] id = [QmpArgument.Required("id", QmpType.Str)];
         QmpArgument[] device = [QmpArgument.Required("device", QmpType.Str)];
 
-        table.Add("query-jobs", [], (_, _, _) => Return(new JsonArray([.. Engine.QueryJobs().Select(j => (JsonNode)QmpJobJson.JobInfo(j))])));
+        table.Add("query-jobs", [], async (_, _, ct) =>
+        {
+            await Engine.SettleStartingJobsAsync(null, StartGrace, ct).ConfigureAwait(false);
+            return new JsonArray([.. Engine.QueryJobs().Select(j => (JsonNode)QmpJobJson.JobInfo(j))]);
+        });
         table.Add("job-pause", id, (_, a, ct) => Settle(FindJob(a, "id"), static j => j.Pause(), ct));
         table.Add("job-resume", id, (_, a, ct) => Settle(FindJob(a, "id"), static j => j.Resume(), ct));
         table.Add("job-cancel", id, async (_, a, ct) =>
@@ -80,8 +87,12 @@ public sealed class QmpJobCommands
         });
         table.Add("job-dismiss", id, (_, a, _) => Run(FindJob(a, "id"), static j => j.Dismiss()));
 
-        table.Add("query-block-jobs", [], (_, _, _) => Return(new JsonArray(
-            [.. Engine.QueryJobs().Where(j => IsBlockJobType(j.Type)).Select(j => (JsonNode)QmpJobJson.BlockJobInfo(j))])));
+        table.Add("query-block-jobs", [], async (_, _, ct) =>
+        {
+            await Engine.SettleStartingJobsAsync(null, StartGrace, ct).ConfigureAwait(false);
+            return new JsonArray(
+                [.. Engine.QueryJobs().Where(j => IsBlockJobType(j.Type)).Select(j => (JsonNode)QmpJobJson.BlockJobInfo(j))]);
+        });
         table.Add("block-job-pause", device, (_, a, ct) => Settle(FindBlockJob(a, "device"), static j => j.Pause(), ct));
         table.Add("block-job-resume", device, (_, a, ct) => Settle(FindBlockJob(a, "device"), static j => j.Resume(), ct));
         table.Add("block-job-complete", device, (_, a, _) => Run(FindBlockJob(a, "device"), static j => j.Complete()));
