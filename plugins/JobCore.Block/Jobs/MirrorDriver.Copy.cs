@@ -1,5 +1,6 @@
 using System.Buffers;
 using JobCore.Block.Bitmaps;
+using JobCore.Block.Graph;
 
 namespace JobCore.Block.Jobs;
 
@@ -60,7 +61,7 @@ internal abstract partial class MirrorDriver<TOptions>
     }
 
     // One copy: under an exclusive range lock (write-blocking writes to the same range wait), read the source and
-    // write the target; all-zero data becomes write-zeroes. A failure consults the policy; the run is dirty again.
+    // write the target; a run the source's chain reads as zeroes (block status), or all-zero data, becomes write-zeroes. A failure consults the policy; the run is dirty again.
     // The copies read in parallel but take turns writing (see _targetTurn).
     private async Task CopyRunAsync(DirtyRun run, CancellationToken cancellationToken)
     {
@@ -74,12 +75,20 @@ internal abstract partial class MirrorDriver<TOptions>
             IoOperation operation = IoOperation.Read;
             try
             {
-                await _plan.Source.ReadAsync(run.Offset, data, cancellationToken).ConfigureAwait(false);
+                // QEMU's mirror_iteration asks the source's block status first: a run that reads as zeroes is not read.
+                AllocationExtent status = await BackingChain.StatusAboveAsync(_plan.Source, null, run.Offset, run.Length, cancellationToken).ConfigureAwait(false);
+                bool zero = status.Length >= run.Length && (!status.Allocated || status.Zero);
+                if (!zero)
+                {
+                    await _plan.Source.ReadAsync(run.Offset, data, cancellationToken).ConfigureAwait(false);
+                    zero = !data.Span.ContainsAnyExcept((byte)0);
+                }
+
                 operation = IoOperation.Write;
                 await _targetTurn.WaitAsync(cancellationToken).ConfigureAwait(false);
                 try
                 {
-                    if (data.Span.ContainsAnyExcept((byte)0))
+                    if (!zero)
                     {
                         await _target.WriteAsync(run.Offset, data, cancellationToken).ConfigureAwait(false);
                     }

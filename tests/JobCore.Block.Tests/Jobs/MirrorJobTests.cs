@@ -213,6 +213,36 @@ public sealed class MirrorJobTests
         await bed.AssertSameContentAsync(src, dst);
     }
 
+    /// <summary>
+    /// QEMU's mirror_iteration asks the block status before reading: ranges the source's chain reads as zeroes
+    /// (unallocated everywhere, or zero clusters) become write-zeroes on the target without a read. A blkdebug rule
+    /// that fails every read at 4 MiB (unallocated) would fail the job if the copy read it.
+    /// </summary>
+    [TestMethod]
+    public async Task Ranges_the_source_reads_as_zeroes_are_written_as_zeroes_without_reading()
+    {
+        await using var bed = new MirrorTestBed();
+        string src = await bed.CreateQcow2Async("src.qcow2", Size);
+        await MirrorTestBed.WriteAsync(src, 0x5a, (0, 1 << 20), (6L << 20, 1 << 20));
+        await MirrorTestBed.WriteAsync(src, null, (2L << 20, 1 << 20));
+        string dst = await bed.CreateQcow2Async("dst.qcow2", Size);
+        await MirrorTestBed.WriteAsync(dst, 0x77, (0, Size));
+        string json = $$$"""
+            {"driver":"blkdebug","node-name":"src",
+             "inject-error":[{"event":"read_aio","errno":5,"sector":{{{(4L << 20) / 512}}} }, {"event":"read_aio","errno":5,"sector":{{{(2L << 20) / 512}}} }],
+             "image":{"driver":"qcow2","file":{"driver":"file","filename":{{{System.Text.Json.JsonSerializer.Serialize(src)}}} } } }
+            """;
+        await bed.Graph.AddAsync(System.Text.Json.JsonDocument.Parse(json).RootElement);
+        await bed.OpenAsync("dst", dst);
+
+        // Not known to read zeroes: every byte of the target is written, zero ranges as write-zeroes.
+        Job job = await bed.StartAsync(new MirrorJobOptions { Id = "z", Device = "src", Target = "dst" });
+        await bed.ExpectAsync("z:ready", "z:READY");
+        await job.CancelAsync(force: false);
+        await bed.ExpectCompletedAsync("z");
+        await bed.AssertSameContentAsync(src, dst);
+    }
+
     [TestMethod]
     public async Task Pause_freezes_progress_and_set_speed_lets_it_finish()
     {
