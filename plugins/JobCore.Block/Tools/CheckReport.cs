@@ -78,7 +78,6 @@ internal sealed record CheckSummary(
         }
     }
 
-    /// <summary>C's <c>%0.2f</c>: exact ties round to even (1.5625 → 1.56), which .NET's "F2" alone does not do.</summary>
     /// <summary>qemu-img's <c>--output json</c> text for <paramref name="filename"/> (keys in qemu-img 7.2's order; counts that are zero are left out as qemu-img does).</summary>
     public string ToJson(string filename)
     {
@@ -97,7 +96,7 @@ internal sealed record CheckSummary(
             WriteIfPositive(w, "corruptions", Corruptions);
             w.WriteNumber("check-errors", CheckErrors);
             WriteIfPositive(w, "leaks", Leaks);
-            w.WriteNumber("allocated-clusters", AllocatedClusters);
+            WriteIfPositive(w, "allocated-clusters", AllocatedClusters);
             w.WriteString("filename", filename);
             w.WriteString("format", "qcow2");
             WriteIfPositive(w, "fragmented-clusters", FragmentedClusters);
@@ -115,6 +114,7 @@ internal sealed record CheckSummary(
         }
     }
 
+    /// <summary>C's <c>%0.2f</c>: exact ties round to even (1.5625 → 1.56), which .NET's "F2" alone does not do.</summary>
     private static string Percent(long part, long whole) =>
         Math.Round(part * 100.0 / whole, 2, MidpointRounding.ToEven).ToString("F2", CultureInfo.InvariantCulture);
 }

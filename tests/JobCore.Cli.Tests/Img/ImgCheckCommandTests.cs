@@ -113,7 +113,7 @@ public sealed class ImgCheckCommandTests
     }
 
     [TestMethod]
-    public async Task Json_output_equals_qemu_img_for_clean_leaking_and_compressed_images()
+    public async Task Json_output_equals_qemu_img_for_clean_leaking_compressed_and_empty_images()
     {
         using var dir = new TempDirectory();
         await QemuImages.MakeChainAsync(dir);
@@ -121,8 +121,9 @@ public sealed class ImgCheckCommandTests
         await Tool.QemuImgOkAsync(dir.Path, "convert", "-O", "qcow2", "base.qcow2", "bad.qcow2");
         var cluster = await FirstDataHostClusterAsync(dir, "bad.qcow2");
         await SetRefcountAsync(dir.File("bad.qcow2"), cluster, 2);
+        await Tool.QemuImgOkAsync(dir.Path, "create", "-q", "-f", "qcow2", "empty.qcow2", "1M");
 
-        foreach (var image in new[] { "top.qcow2", "comp.qcow2", "bad.qcow2" })
+        foreach (var image in new[] { "top.qcow2", "comp.qcow2", "bad.qcow2", "empty.qcow2" })
         {
             var expected = await Tool.QemuImgAsync(dir.Path, "check", "--output", "json", image);
             var actual = await Tool.JobctlAsync(dir.Path, "img", "check", "--output", "json", image);
