@@ -234,10 +234,26 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         await TearDownAsync().ConfigureAwait(false);
     }
 
-    /// <summary>On failure or cancel: no backing change, no pivot; the filter goes, the source stays in place.</summary>
+    /// <summary>
+    /// On failure or cancel: no backing change, no pivot; the filter goes, the source stays in place. Guest writes in
+    /// flight finish first (as QEMU drains mirror_top on exit), so none writes through to the target after the job
+    /// let go of it; writes arriving meanwhile wait and then go to the source alone.
+    /// </summary>
     protected override async ValueTask AbortAsync(JobContext context, CancellationToken cancellationToken)
     {
-        StopTracking();
+        IAsyncDisposable? hold = _filter is { } filter ? await filter.DrainAsync(cancellationToken).ConfigureAwait(false) : null;
+        try
+        {
+            StopTracking();
+        }
+        finally
+        {
+            if (hold is not null)
+            {
+                await hold.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
         await TearDownAsync().ConfigureAwait(false);
     }
 
