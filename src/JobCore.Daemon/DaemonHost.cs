@@ -74,6 +74,15 @@ internal static class DaemonHost
         var server = new QmpServer(commands, serverOptions, provider, loggerFactory);
         await using var serverScope = server.ConfigureAwait(false);
         using var bridge = jobs.Attach(server);
+        server.AddShutdownStep(async (reason, ct) =>
+        {
+            // QEMU's order: SHUTDOWN, then every job paused by the drain, then cancelled newest first.
+            server.Broadcast(new QmpEvent(
+                QmpProtocol.ShutdownEvent,
+                new JsonObject { ["guest"] = false, ["reason"] = reason },
+                TimeProvider.System.GetUtcNow()));
+            await jobs.Engine.DrainAndCancelAllAsync(TimeSpan.FromSeconds(10), ct).ConfigureAwait(false);
+        });
         try
         {
             await server.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -90,10 +99,9 @@ internal static class DaemonHost
 
         var reason = await server.ShutdownRequested.ConfigureAwait(false);
         DaemonLog.ShuttingDown(logger, reason);
-        server.Broadcast(new QmpEvent(
-            QmpProtocol.ShutdownEvent,
-            new JsonObject { ["guest"] = false, ["reason"] = reason },
-            TimeProvider.System.GetUtcNow()));
+
+        // After quit these already ran (before its reply); after a signal they run now.
+        await server.RunShutdownStepsAsync(reason, CancellationToken.None).ConfigureAwait(false);
 
         // Force-cancel every job (clients see aborting, BLOCK_JOB_CANCELLED, concluded, null), then release the
         // plugins' resources (images are flushed and closed) before clients see the connection close.

@@ -332,6 +332,36 @@ public sealed class Job
         }
     }
 
+    /// <summary>Waits (up to <paramref name="timeout"/>) until <paramref name="condition"/> holds under the engine lock; re-checked at every reaction.</summary>
+    internal async Task<bool> WaitUntilAsync(Func<Job, bool> condition, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var deadline = _engine.Time.GetTimestamp() + (long)(timeout.TotalSeconds * _engine.Time.TimestampFrequency);
+        while (true)
+        {
+            Task reaction;
+            lock (_engine.Sync)
+            {
+                if (condition(this))
+                {
+                    return true;
+                }
+
+                _reaction ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                reaction = _reaction.Task;
+            }
+
+            var left = TimeSpan.FromSeconds((double)(deadline - _engine.Time.GetTimestamp()) / _engine.Time.TimestampFrequency);
+            try
+            {
+                await reaction.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _engine.Time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                return false;
+            }
+        }
+    }
+
     private static readonly TimeSpan StatusGrace = TimeSpan.FromMilliseconds(20);
 
     // How long a verb waits for a job that was just started to reach its first sleep (QEMU's is there by then).

@@ -200,6 +200,60 @@ public sealed class JobEngine : IAsyncDisposable
         await Task.WhenAll(all.Select(j => j.Concluded)).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Ends every job the way QEMU 7.2 does when it quits: first every working job is paused as by a drain (running jobs
+    /// show <c>paused</c>, ready ones <c>standby</c>), then the jobs are force-cancelled newest first, each completed
+    /// (aborting, cancelled, concluded, null) before the next. Completions run inline, so this also works while
+    /// completions are held (inside a QMP command). Waits at most <paramref name="timeout"/> per step of each job.
+    /// </summary>
+    public async Task DrainAndCancelAllAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        Job[] all;
+        lock (Sync)
+        {
+            all = [.. _jobs];
+        }
+
+        var drained = new List<Job>();
+        foreach (var job in all)
+        {
+            lock (Sync)
+            {
+                if (!job.Started || job.Deferred || job.Status is not (JobStatus.Running or JobStatus.Ready or JobStatus.Paused or JobStatus.Standby))
+                {
+                    continue;
+                }
+            }
+
+            // Never released: the jobs are cancelled right after, and a cancel beats a pause.
+            _ = job.InternalPause();
+            drained.Add(job);
+        }
+
+        foreach (var job in drained)
+        {
+            await job.WaitUntilAsync(static j => j.IsPausedAtPoint || j.Deferred, timeout, cancellationToken).ConfigureAwait(false);
+        }
+
+        Array.Reverse(all);
+        foreach (var job in all)
+        {
+            lock (Sync)
+            {
+                if (job.Status is JobStatus.Null)
+                {
+                    continue;
+                }
+            }
+
+            await CancelAsync(job, force: true, cancellationToken).ConfigureAwait(false);
+            if (await job.WaitUntilAsync(static j => j.Deferred || !j.Started, timeout, cancellationToken).ConfigureAwait(false))
+            {
+                await CompleteDeferredAsync(job).ConfigureAwait(false);
+            }
+        }
+    }
+
     /// <summary>Shuts down (see <see cref="ShutdownAsync"/>) and completes every subscription.</summary>
     public async ValueTask DisposeAsync()
     {

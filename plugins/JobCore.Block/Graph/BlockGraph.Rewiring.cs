@@ -35,6 +35,31 @@ public sealed partial class BlockGraph
         }
     }
 
+    /// <summary>
+    /// Makes <paramref name="lease"/> also hold <paramref name="node"/> (a node the job created after taking it, such as
+    /// stream's copy-on-read filter, which QEMU's job owns: another job that meets it is told it is busy).
+    /// </summary>
+    /// <param name="lease">A lease of this graph, not released.</param>
+    /// <param name="node">A node of this graph that no other job holds.</param>
+    /// <exception cref="BlockGraphException">The node is busy or not in this graph.</exception>
+    public void ExtendJobLease(BlockJobLease lease, BlockNode node)
+    {
+        ArgumentNullException.ThrowIfNull(lease);
+        ArgumentNullException.ThrowIfNull(node);
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            if (!_leases.Contains(lease))
+            {
+                throw new InvalidOperationException("The lease is not held in this graph (released?)");
+            }
+
+            RequireRegisteredLocked(node);
+            ThrowIfBusyLocked(node);
+            lease.AddBlocked(node);
+        }
+    }
+
     /// <summary>The type of the job holding <paramref name="node"/>, or <see langword="null"/>.</summary>
     /// <param name="node">A node.</param>
     public string? GetBlockingJobType(BlockNode node)

@@ -310,6 +310,9 @@ internal sealed class StreamPlan : BlockJobPlan
                 throw new BlockGraphException("Could not create node: " + e.Message, e);
             }
 
+            // The job runs on the filter in QEMU: a job meeting it below its top is told the filter is busy.
+            graph.ExtendJobLease(lease, filter);
+
             return new StreamPlan(graph, lease, filter, copyBase?.NodeName, reopened, nothingToDo);
         }
         catch

@@ -16,11 +16,12 @@ public static class QmpBuiltinCommands
         table.Add("query-version", [], static (ctx, _, _) => ValueTask.FromResult<JsonNode?>(QmpDispatcher.VersionObject(ctx.Server.Options.Version)));
         table.Add("query-commands", [], static (ctx, _, _) =>
             ValueTask.FromResult<JsonNode?>(new JsonArray([.. ctx.Server.Commands.Names.Select(n => (JsonNode)new JsonObject { ["name"] = n })])));
-        table.Add("quit", [], static (ctx, _, _) =>
+        table.Add("quit", [], static async (ctx, _, ct) =>
         {
-            // Reply first, then shut down (QEMU sends the return before SHUTDOWN and the job cancellations).
+            // QEMU 7.2 sends SHUTDOWN and ends its jobs before the reply reaches the client; then it closes.
+            await ctx.Server.RunShutdownStepsAsync(QuitReason, ct).ConfigureAwait(false);
             ctx.Session.AfterReply(() => ctx.Server.RequestShutdown(QuitReason));
-            return ValueTask.FromResult<JsonNode?>(null);
+            return null;
         });
         return table;
     }

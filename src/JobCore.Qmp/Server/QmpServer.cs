@@ -20,6 +20,8 @@ public sealed class QmpServer : IAsyncDisposable
     private readonly List<QmpEndpoint> _listening = [];
     private readonly List<Action> _replyBarriers = [];
     private readonly List<Func<CancellationToken, Task<IDisposable>>> _commandScopes = [];
+    private readonly List<Func<string, CancellationToken, Task>> _shutdownSteps = [];
+    private Task? _shutdownRun;
     private readonly List<Func<Exception, QmpException?>> _exceptionMappers = [];
     private readonly Lock _broadcastLock = new();
     private readonly CancellationTokenSource _stopping = new();
@@ -173,6 +175,37 @@ public sealed class QmpServer : IAsyncDisposable
         lock (_exceptionMappers)
         {
             _exceptionMappers.Add(mapper);
+        }
+    }
+
+    /// <summary>
+    /// Registers a step of the shutdown that runs before <c>quit</c> replies (QEMU emits <c>SHUTDOWN</c> and ends its
+    /// jobs before the reply): the daemon announces the shutdown and cancels the jobs here. Steps run once, in order,
+    /// with the reason; <see cref="RunShutdownStepsAsync"/> runs them.
+    /// </summary>
+    public void AddShutdownStep(Func<string, CancellationToken, Task> step)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        lock (_shutdownSteps)
+        {
+            _shutdownSteps.Add(step);
+        }
+    }
+
+    /// <summary>Runs the shutdown steps once (later calls return the first run); used by <c>quit</c> and by the host on a signal.</summary>
+    public Task RunShutdownStepsAsync(string reason, CancellationToken cancellationToken = default)
+    {
+        lock (_shutdownSteps)
+        {
+            return _shutdownRun ??= RunStepsAsync([.. _shutdownSteps], reason, cancellationToken);
+        }
+
+        static async Task RunStepsAsync(List<Func<string, CancellationToken, Task>> steps, string reason, CancellationToken cancellationToken)
+        {
+            foreach (var step in steps)
+            {
+                await step(reason, cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 

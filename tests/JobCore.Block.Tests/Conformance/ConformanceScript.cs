@@ -15,6 +15,7 @@ namespace JobCore.Block.Tests.Conformance;
 /// A trailing <c> #mask a,b</c> drops those member names anywhere in the reply (timing-dependent values).</item>
 /// <item><c>wait ID STATUS</c> / <c>wait ID EVENT_NAME</c> — reads (and records) events until a
 /// <c>JOB_STATUS_CHANGE</c> of job ID to STATUS, or the named event for job ID.</item>
+/// <item><c>until-close</c> — records everything until the peer closes the connection (after <c>quit</c>).</item>
 /// <item><c>settle ID</c> — polls query-block-jobs (unrecorded) until job ID is not busy.</item>
 /// <item><c>raw TEXT</c> — sends TEXT plus a newline as is and records the one reply it causes.</item>
 /// </list>
@@ -87,6 +88,26 @@ internal static partial class ConformanceScript
                 {
                     return;
                 }
+            }
+        }
+
+        if (step == "until-close")
+        {
+            transcript.Add("-- until-close");
+            while (true)
+            {
+                JsonObject m;
+                try
+                {
+                    m = await peer.ReadAsync(EventTimeout);
+                }
+                catch (IOException)
+                {
+                    transcript.Add("-- closed");
+                    return;
+                }
+
+                transcript.Add(Describe(m, peer.Directory, []));
             }
         }
 

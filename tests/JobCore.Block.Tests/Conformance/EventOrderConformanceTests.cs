@@ -100,6 +100,25 @@ public sealed class EventOrderConformanceTests
             "wait j null",
             Cmd("query-named-block-nodes", "{}") + " #mask children,image,file,backing_file",
         ],
+        ["quit with a running stream and a ready mirror"] =
+        [
+            .. OpenChain(),
+            Cmd("block-stream", """{"job-id":"s","device":"mid","speed":1}"""),
+            Cmd("blockdev-mirror", """{"job-id":"m","device":"top","target":"dst","sync":"full"}"""),
+            "wait m BLOCK_JOB_READY",
+            """{"execute":"quit"}""",
+            "until-close",
+        ],
+        ["quit with a paused stream"] =
+        [
+            .. OpenChain(),
+            Cmd("block-stream", """{"job-id":"s","device":"top","speed":1}"""),
+            "settle s",
+            Cmd("job-pause", """{"id":"s"}"""),
+            "wait s paused",
+            """{"execute":"quit"}""",
+            "until-close",
+        ],
     };
 
     public static IEnumerable<string> Scenarios => Table.Keys;

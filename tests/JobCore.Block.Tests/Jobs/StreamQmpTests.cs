@@ -105,17 +105,7 @@ public sealed class StreamQmpTests
             """{"execute":"block-job-cancel","arguments":{"device":"s"}}""",
         ];
 
-        List<string> qemu, ours;
-        await using (QmpJobPeer peer = await QmpJobPeer.StartQemuAsync())
-        {
-            qemu = await AnswersAsync(peer, commands);
-        }
-
-        await using (QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync())
-        {
-            ours = await AnswersAsync(peer, commands);
-        }
-
+        (List<string> qemu, List<string> ours) = await AnswersOfBothAsync(commands);
         for (int i = 0; i < commands.Length; i++)
         {
             Assert.AreEqual(qemu[i], ours[i], $"command {commands[i]}");
@@ -261,6 +251,41 @@ public sealed class StreamQmpTests
         ToolResult map = await QemuImg.ImgOkAsync("map", "--output=json", "-f", "qcow2", image);
         return string.Join("\n", JsonNode.Parse(map.Output)!.AsArray().Select(e =>
             $"{e!["start"]}+{e["length"]} present={e["present"]} zero={e["zero"]} data={e["data"]}"));
+    }
+
+    [TestMethod]
+    public async Task A_job_meeting_a_streams_filter_is_told_the_filter_is_busy_as_in_qemu()
+    {
+        // While mid streams, top's backing is the copy-on-read filter the stream job owns; its implicit name is masked.
+        string[] commands =
+        [
+            """{"execute":"block-stream","arguments":{"job-id":"s","device":"mid","speed":1}}""",
+            """{"execute":"block-stream","arguments":{"job-id":"t","device":"top"}}""",
+            """{"execute":"block-commit","arguments":{"job-id":"c","device":"top"}}""",
+            """{"execute":"block-commit","arguments":{"job-id":"c","device":"top","top-node":"mid"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"base"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"mid"}}""",
+            """{"execute":"block-job-cancel","arguments":{"device":"s"}}""",
+        ];
+        static string Mask(string answer) => System.Text.RegularExpressions.Regex.Replace(answer, "#block[0-9]+", "#blockN");
+        (List<string> qemu, List<string> ours) = await AnswersOfBothAsync(commands);
+        CollectionAssert.AreEqual(qemu.Select(Mask).ToList(), ours.Select(Mask).ToList(), $"qemu:\n{string.Join("\n", qemu)}\njobcored:\n{string.Join("\n", ours)}");
+        CollectionAssert.Contains(ours.Select(Mask).ToList(), "GenericError: Node '#blockN' is busy: block device is in use by block job: stream");
+    }
+
+    // The answers of QEMU and of jobcored to the same commands, each on a fresh chain (see OpenChainAsync).
+    private static async Task<(List<string> Qemu, List<string> Ours)> AnswersOfBothAsync(string[] commands)
+    {
+        List<string> qemu;
+        await using (QmpJobPeer peer = await QmpJobPeer.StartQemuAsync())
+        {
+            qemu = await AnswersAsync(peer, commands);
+        }
+
+        await using (QmpJobPeer peer = await QmpJobPeer.StartJobcoredAsync())
+        {
+            return (qemu, await AnswersAsync(peer, commands));
+        }
     }
 
     private static async Task<List<string>> AnswersAsync(QmpJobPeer peer, string[] commands)
