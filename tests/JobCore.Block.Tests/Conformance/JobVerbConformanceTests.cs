@@ -137,6 +137,7 @@ public sealed class JobVerbConformanceTests
         Cmd("query-block-jobs"),
         Cmd("job-resume", """{"id":"j"}"""),
         "wait j ready",
+        "settle j",
         Cmd("block-job-pause", """{"device":"j"}"""),
         "wait j standby",
         Cmd("job-complete", """{"id":"j"}"""),
