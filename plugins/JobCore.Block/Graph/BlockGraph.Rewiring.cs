@@ -36,8 +36,9 @@ public sealed partial class BlockGraph
     }
 
     /// <summary>
-    /// Makes <paramref name="lease"/> also hold <paramref name="node"/> (a node the job created after taking it, such as
-    /// stream's copy-on-read filter, which QEMU's job owns: another job that meets it is told it is busy).
+    /// Makes <paramref name="lease"/> also hold <paramref name="node"/> as one of the job's own nodes (one it created
+    /// after taking the lease, such as stream's copy-on-read filter, on which QEMU's job has its BlockBackend): another
+    /// job that meets it is told it is busy, and <c>blockdev-del</c> of it says <c>Node x is in use</c>.
     /// </summary>
     /// <param name="lease">A lease of this graph, not released.</param>
     /// <param name="node">A node of this graph that no other job holds.</param>
@@ -56,7 +57,7 @@ public sealed partial class BlockGraph
 
             RequireRegisteredLocked(node);
             ThrowIfBusyLocked(node);
-            lease.AddBlocked(node);
+            lease.AddHeld(node);
         }
     }
 

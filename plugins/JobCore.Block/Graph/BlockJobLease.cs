@@ -42,8 +42,8 @@ public sealed class BlockJobLease : IAsyncDisposable
     public bool Covers(BlockNode node) =>
         Blocked.Contains(node, ReferenceEqualityComparer.Instance) || Held.Contains(node, ReferenceEqualityComparer.Instance);
 
-    /// <summary>Adds a node the job made after taking the lease, e.g. its filter (graph lock held).</summary>
-    internal void AddBlocked(BlockNode node) => _blocked.Add(node);
+    /// <summary>Adds a node the job made after taking the lease and uses as its own, e.g. its filter (graph lock held).</summary>
+    internal void AddHeld(BlockNode node) => _held.Add(node);
 
     /// <summary>Follows a node the graph reopened as a new object (graph lock held).</summary>
     internal void Swap(BlockNode old, BlockNode replacement)

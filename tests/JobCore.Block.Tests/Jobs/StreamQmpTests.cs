@@ -266,6 +266,10 @@ public sealed class StreamQmpTests
             """{"execute":"blockdev-del","arguments":{"node-name":"base"}}""",
             """{"execute":"blockdev-del","arguments":{"node-name":"mid"}}""",
             """{"execute":"block-job-cancel","arguments":{"device":"s"}}""",
+            """{"execute":"block-stream","arguments":{"job-id":"f","device":"top","speed":1,"filter-node-name":"fil"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"fil"}}""",
+            """{"execute":"blockdev-del","arguments":{"node-name":"top"}}""",
+            """{"execute":"block-job-cancel","arguments":{"device":"f"}}""",
         ];
         static string Mask(string answer) => System.Text.RegularExpressions.Regex.Replace(answer, "#block[0-9]+", "#blockN");
         (List<string> qemu, List<string> ours) = await AnswersOfBothAsync(commands);
