@@ -214,7 +214,6 @@ public sealed class JobEngine : IAsyncDisposable
             all = [.. _jobs];
         }
 
-        var drained = new List<Job>();
         foreach (var job in all)
         {
             lock (Sync)
@@ -225,13 +224,9 @@ public sealed class JobEngine : IAsyncDisposable
                 }
             }
 
-            // Never released: the jobs are cancelled right after, and a cancel beats a pause.
+            // Never released: the jobs are cancelled right after, and a cancel beats a pause. One at a time, oldest
+            // first, so the paused/standby events come in QEMU's order.
             _ = job.InternalPause();
-            drained.Add(job);
-        }
-
-        foreach (var job in drained)
-        {
             await job.WaitUntilAsync(static j => j.IsPausedAtPoint || j.Deferred, timeout, cancellationToken).ConfigureAwait(false);
         }
 
