@@ -1,4 +1,5 @@
 using System.Globalization;
+using JobCore.Block.Graph;
 using JobCore.Block.Nodes;
 
 namespace JobCore.Block.Tools;
@@ -173,6 +174,9 @@ internal static class ImageBench
         var size = node.Size;
         long next = -1;
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        // A write run starts the host's write-back as it goes (as qemu-img's qcow2 driver does with the flushes its
+        // metadata updates need), so the flush at the end does not find the whole run still dirty in the page cache.
+        using var writeback = request.Write ? HostWriteback.For(node) : null;
         var start = time.GetTimestamp();
         var workers = new Task[Math.Min(request.Depth, Math.Max(request.Count, 1))];
         for (var i = 0; i < workers.Length; i++)
@@ -183,7 +187,7 @@ internal static class ImageBench
                 buffer.Span.Fill(request.Pattern);
             }
 
-            workers[i] = Task.Run(() => RunSlotAsync(node, request, size, buffer, () => Interlocked.Increment(ref next), failed), failed.Token);
+            workers[i] = Task.Run(() => RunSlotAsync(node, request, size, buffer, () => Interlocked.Increment(ref next), writeback, failed), failed.Token);
         }
 
         // Slots stopped by a sibling's failure end cancelled, so the failure is what WhenAll reports.
@@ -198,7 +202,7 @@ internal static class ImageBench
     }
 
     private static async Task RunSlotAsync(BlockNode node, ImageBenchRequest request, long size, Memory<byte> buffer, Func<long> claim,
-        CancellationTokenSource failed)
+        HostWriteback? writeback, CancellationTokenSource failed)
     {
         try
         {
@@ -214,6 +218,14 @@ internal static class ImageBench
                 if (request.Write)
                 {
                     await node.WriteAsync(offset, buffer, failed.Token).ConfigureAwait(false);
+                    if (writeback is not null)
+                    {
+                        // The byte counter is not thread-safe; the slots take turns.
+                        lock (writeback)
+                        {
+                            writeback.Written(buffer.Length);
+                        }
+                    }
                 }
                 else
                 {
