@@ -20,7 +20,8 @@
 # Page cache: both tools read warm files. convert writes into the page cache and never flushes (qemu-img convert's
 # default cache=unsafe; jobctl likewise). bench uses cache mode writeback on both sides (qemu-img's default; jobctl
 # has no O_DIRECT, so -t none is not compared): the writes go to the page cache and the image is flushed (fdatasync)
-# when the tool closes it, so a write run's wall time includes writing the data back to the disk.
+# when the tool closes it, so a write run's wall time includes writing the data back to the disk (jobctl starts that
+# write-back every 8 MiB while it writes; qemu-img's qcow2 driver flushes mid-run when its metadata needs it).
 # Every jobctl output is verified with qemu-img check/compare.
 #
 # Prints each run (wall, user and system CPU seconds), then per operation the best and the median of the rounds,
