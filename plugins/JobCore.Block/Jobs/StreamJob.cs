@@ -165,23 +165,39 @@ internal sealed class StreamJob : PlannedBlockJob<StreamJobOptions, StreamPlan>
     // QEMU's stream_run step: a range allocated in the top needs nothing; otherwise copy it if some layer between the
     // top's backing and the base has it. When the backing chain ends early, the rest of the image is done. Unlike
     // QEMU, which asks about one 512 KiB chunk at a time, a range that needs nothing is skipped whole, however long:
-    // a sparse image then costs time for its allocated data only, not for its virtual size. Copies stay one chunk.
+    // a sparse image then costs time for its allocated data only, not for its virtual size. The first questions cover
+    // one chunk (a status query costs time in proportion to the range it walks, so asking about the rest of the image
+    // for every chunk of a dense one would make the walk quadratic); only a whole chunk with nothing to copy is
+    // followed by the questions about the long run behind it. Copies stay one chunk.
     internal static async ValueTask<(long Length, bool Copy)> NextExtentAsync(
         BlockNode top, BlockNode? copyBase, long offset, long length, CancellationToken cancellationToken)
     {
-        BlockStatus own = await top.GetBlockStatusAsync(offset, length - offset, cancellationToken).ConfigureAwait(false);
-        if (own.Allocated || top.Backing is not { } below)
+        long chunk = Math.Min(BlockJobCommon.ChunkSize, length - offset);
+        (long n, bool copy, bool done) = await StepAsync(chunk).ConfigureAwait(false);
+        if (!copy && !done && n == chunk && length - offset > chunk)
         {
-            return (own.Length, false);
+            (n, _, _) = await StepAsync(length - offset).ConfigureAwait(false);
         }
 
-        AllocationExtent extent = await BackingChain.IsAllocatedAboveAsync(below, copyBase, offset, own.Length, cancellationToken).ConfigureAwait(false);
-        if (!extent.Allocated)
-        {
-            return (extent.Length == 0 ? length - offset : extent.Length, false);
-        }
+        return (n, copy);
 
-        return (Math.Min(extent.Length, BlockJobCommon.ChunkSize), true);
+        // The extent at offset, at most 'limit' long: its length, whether to copy it, whether the chain below ended.
+        async ValueTask<(long Length, bool Copy, bool ChainEnded)> StepAsync(long limit)
+        {
+            BlockStatus own = await top.GetBlockStatusAsync(offset, limit, cancellationToken).ConfigureAwait(false);
+            if (own.Allocated || top.Backing is not { } below)
+            {
+                return (own.Length, false, false);
+            }
+
+            AllocationExtent extent = await BackingChain.IsAllocatedAboveAsync(below, copyBase, offset, own.Length, cancellationToken).ConfigureAwait(false);
+            if (!extent.Allocated)
+            {
+                return extent.Length == 0 ? (length - offset, false, true) : (extent.Length, false, false);
+            }
+
+            return (Math.Min(extent.Length, BlockJobCommon.ChunkSize), true, false);
+        }
     }
 }
 
