@@ -71,5 +71,5 @@ public sealed class ImageMapTests
     public void ToHuman_refuses_data_without_a_host_offset() =>
         StringAssert.Contains(
             Assert.ThrowsExactly<ImageToolException>(() => ImageMap.ToHuman([new MapEntry(0, 512, 0, true, false, true, null, null)])).Message,
-            "use --output json");
+            "File contains external, encrypted or compressed clusters.");
 }
