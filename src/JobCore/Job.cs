@@ -335,7 +335,7 @@ public sealed class Job
     /// <summary>Waits (up to <paramref name="timeout"/>) until <paramref name="condition"/> holds under the engine lock; re-checked at every reaction.</summary>
     internal async Task<bool> WaitUntilAsync(Func<Job, bool> condition, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var deadline = _engine.Time.GetTimestamp() + (long)(timeout.TotalSeconds * _engine.Time.TimestampFrequency);
+        var deadline = DeadlineAfter(timeout);
         while (true)
         {
             Task reaction;
@@ -350,12 +350,7 @@ public sealed class Job
                 reaction = _reaction.Task;
             }
 
-            var left = TimeSpan.FromSeconds((double)(deadline - _engine.Time.GetTimestamp()) / _engine.Time.TimestampFrequency);
-            try
-            {
-                await reaction.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _engine.Time, cancellationToken).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
+            if (!await WaitUntilAsync(reaction, deadline, cancellationToken).ConfigureAwait(false))
             {
                 return false;
             }
@@ -366,6 +361,24 @@ public sealed class Job
 
     // How long a verb waits for a job that was just started to reach its first sleep (QEMU's is there by then).
     private static readonly TimeSpan StartGrace = TimeSpan.FromMilliseconds(250);
+
+    private long DeadlineAfter(TimeSpan timeout) =>
+        _engine.Time.GetTimestamp() + (long)(timeout.TotalSeconds * _engine.Time.TimestampFrequency);
+
+    // Waits for the reaction until the deadline (a timestamp of the engine's clock); false when the deadline passed.
+    private async Task<bool> WaitUntilAsync(Task reaction, long deadline, CancellationToken cancellationToken)
+    {
+        var left = TimeSpan.FromSeconds((double)(deadline - _engine.Time.GetTimestamp()) / _engine.Time.TimestampFrequency);
+        try
+        {
+            await reaction.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _engine.Time, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
 
     private long EnterCount()
     {
@@ -378,7 +391,7 @@ public sealed class Job
     // Returns whether the work ended (the job is deferred) after it was entered since 'before'.
     private async Task<bool> WaitForReactionAsync(long before, bool untilWorkEnds, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var deadline = _engine.Time.GetTimestamp() + (long)(timeout.TotalSeconds * _engine.Time.TimestampFrequency);
+        var deadline = DeadlineAfter(timeout);
         bool graced = false;
         while (true)
         {
@@ -406,7 +419,7 @@ public sealed class Job
                     }
 
                     graced = true;
-                    deadline = Math.Min(deadline, _engine.Time.GetTimestamp() + (long)(StatusGrace.TotalSeconds * _engine.Time.TimestampFrequency));
+                    deadline = Math.Min(deadline, DeadlineAfter(StatusGrace));
                 }
 
                 _reactedSinceEnter = false;
@@ -414,12 +427,7 @@ public sealed class Job
                 reaction = _reaction.Task;
             }
 
-            var left = TimeSpan.FromSeconds((double)(deadline - _engine.Time.GetTimestamp()) / _engine.Time.TimestampFrequency);
-            try
-            {
-                await reaction.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _engine.Time, cancellationToken).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
+            if (!await WaitUntilAsync(reaction, deadline, cancellationToken).ConfigureAwait(false))
             {
                 // Still busy (e.g. copying without a rate limit): QEMU would have replied at its first I/O wait anyway.
                 return false;
