@@ -51,13 +51,10 @@ public delegate ValueTask GuestWriteInterceptor(GuestWrite write, Func<ValueTask
 public sealed class DirtyTrackingNode : FilterNode
 {
     private readonly Lock _lock = new();
+    private readonly RequestGate _gate = new();
     private DirtyBitmap[] _bitmaps = [];
-    private int _inFlight;
     private int _unorderedInFlight;
     private GuestWriteInterceptor? _interceptor;
-    private int _drainers;
-    private TaskCompletionSource? _idle;
-    private TaskCompletionSource _resume = NewSignal(completed: true);
 
     /// <summary>Creates the filter over <paramref name="child"/>.</summary>
     /// <param name="nodeName">The node name (QEMU names mirror's filter after the job, or <c>#blockNNN</c>).</param>
@@ -82,10 +79,7 @@ public sealed class DirtyTrackingNode : FilterNode
     }
 
     /// <summary>Writes that entered and have not completed yet.</summary>
-    public int WritesInFlight
-    {
-        get { lock (_lock) { return _inFlight; } }
-    }
+    public int WritesInFlight => _gate.InFlight;
 
     /// <summary>Starts marking <paramref name="bitmap"/> on every write.</summary>
     /// <param name="bitmap">The bitmap (its size should be the child's size).</param>
@@ -121,38 +115,7 @@ public sealed class DirtyTrackingNode : FilterNode
     /// disposed (every scope must be disposed; drains nest).
     /// </summary>
     /// <param name="cancellationToken">Cancels the wait (the hold is then released).</param>
-    public async ValueTask<IAsyncDisposable> DrainAsync(CancellationToken cancellationToken = default)
-    {
-        Task idle;
-        lock (_lock)
-        {
-            if (_drainers++ == 0)
-            {
-                _resume = NewSignal(completed: false);
-            }
-
-            _idle ??= NewSignal(completed: false);
-            if (_inFlight == 0)
-            {
-                _idle.TrySetResult();
-            }
-
-            idle = _idle.Task;
-        }
-
-        var scope = new DrainScope(this);
-        try
-        {
-            await idle.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            await scope.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-
-        return scope;
-    }
+    public ValueTask<IAsyncDisposable> DrainAsync(CancellationToken cancellationToken = default) => _gate.DrainAsync(cancellationToken);
 
     /// <inheritdoc />
     public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
@@ -228,17 +191,6 @@ public sealed class DirtyTrackingNode : FilterNode
         }
     }
 
-    private static TaskCompletionSource NewSignal(bool completed)
-    {
-        var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (completed)
-        {
-            signal.SetResult();
-        }
-
-        return signal;
-    }
-
     // The child write plus the marking; the mark also follows a failed write, since part of it may have landed.
     private async ValueTask WriteChildAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
@@ -291,73 +243,33 @@ public sealed class DirtyTrackingNode : FilterNode
     }
 
     // Admits a write unless drained, and fixes its interceptor for the whole write. A write without one counts as
-    // unordered until it exits; writes with one entering meanwhile are not Ordered.
+    // unordered until it exits; writes with one entering meanwhile are not Ordered. (A drain begun between the two
+    // steps waits for this write, so whoever changes the interceptor under a drain sees it gone.)
     private async ValueTask<(GuestWriteInterceptor? Interceptor, bool Ordered)> EnterAsync(CancellationToken cancellationToken)
     {
-        while (true)
+        await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+        lock (_lock)
         {
-            Task resume;
-            lock (_lock)
+            GuestWriteInterceptor? interceptor = _interceptor;
+            if (interceptor is null)
             {
-                if (_drainers == 0)
-                {
-                    _inFlight++;
-                    GuestWriteInterceptor? interceptor = _interceptor;
-                    if (interceptor is null)
-                    {
-                        _unorderedInFlight++;
-                    }
-
-                    return (interceptor, _unorderedInFlight == 0);
-                }
-
-                resume = _resume.Task;
+                _unorderedInFlight++;
             }
 
-            await resume.WaitAsync(cancellationToken).ConfigureAwait(false);
+            return (interceptor, _unorderedInFlight == 0);
         }
     }
 
     private void Exit(bool unordered)
     {
-        lock (_lock)
+        if (unordered)
         {
-            if (unordered)
+            lock (_lock)
             {
                 _unorderedInFlight--;
             }
-
-            if (--_inFlight == 0 && _drainers > 0)
-            {
-                _idle?.TrySetResult();
-            }
         }
-    }
 
-    private void EndDrain()
-    {
-        lock (_lock)
-        {
-            if (--_drainers == 0)
-            {
-                _idle = null;
-                _resume.TrySetResult();
-            }
-        }
-    }
-
-    private sealed class DrainScope(DirtyTrackingNode node) : IAsyncDisposable
-    {
-        private int _disposed;
-
-        public ValueTask DisposeAsync()
-        {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0)
-            {
-                node.EndDrain();
-            }
-
-            return ValueTask.CompletedTask;
-        }
+        _gate.Exit();
     }
 }

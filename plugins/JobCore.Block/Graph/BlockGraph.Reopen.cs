@@ -33,6 +33,9 @@ public sealed partial class BlockGraph
                 return node;
             }
 
+            // No backend request may run on the old objects while they are swapped and closed.
+            await using IAsyncDisposable drained = await DrainAsync(node, cancellationToken).ConfigureAwait(false);
+
             var swaps = new List<(BlockNode Old, BlockNode New)>();
             var filters = new List<(FilterNode Filter, BlockNode OldChild, bool OldReadOnly)>();
             BlockNode fresh;

@@ -103,6 +103,7 @@ public sealed partial class BlockGraph
         try
         {
             ThrowIfDisposed();
+            await using IAsyncDisposable drained = await DrainAsync(old, cancellationToken).ConfigureAwait(false);
             lock (_lock)
             {
                 ReplaceLocked(old, replacement, except: null);
@@ -141,6 +142,7 @@ public sealed partial class BlockGraph
                 RequireRegisteredLocked(below);
             }
 
+            await using IAsyncDisposable drained = await DrainAsync(below, cancellationToken).ConfigureAwait(false);
             var context = new OpenContext();
             string name = ReserveName(nodeName, context);
             TFilter filter = create(name, below);
@@ -186,6 +188,7 @@ public sealed partial class BlockGraph
         try
         {
             ThrowIfDisposed();
+            await using IAsyncDisposable drained = await DrainAsync(filter, cancellationToken).ConfigureAwait(false);
             lock (_lock)
             {
                 NodeEntry entry = EntryOf(filter) ?? throw new BlockGraphException($"Node '{filter.NodeName}' is not part of this block graph");
@@ -233,6 +236,7 @@ public sealed partial class BlockGraph
         try
         {
             ThrowIfDisposed();
+            await using IAsyncDisposable drained = await DrainAsync(image, cancellationToken).ConfigureAwait(false);
             if (writeHeader)
             {
                 string? file = backing is null ? null
@@ -254,6 +258,30 @@ public sealed partial class BlockGraph
         {
             _mutation.Release();
         }
+    }
+
+    /// <summary>
+    /// QEMU's drained section around <paramref name="node"/>: every backend whose requests can reach the node (attached
+    /// to it or to a node above it) holds new requests back, and the scope is returned once the requests in flight have
+    /// finished; disposing it lets the held ones go on (to whatever node the backend is attached to by then). The
+    /// rewiring methods drain on their own; a job drains to keep the guest out across several steps (mirror from its
+    /// last convergence check through the pivot). Drains nest. Requests that reach the node other than through a
+    /// backend (a job's own I/O) are not held.
+    /// </summary>
+    /// <param name="node">A node.</param>
+    /// <param name="cancellationToken">Cancels the wait for requests in flight (the hold is then released).</param>
+    internal async ValueTask<IAsyncDisposable> DrainAsync(BlockNode node, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        RequestGate[] gates;
+        lock (_lock)
+        {
+            gates = [.. _backends.Values.Where(b => Reachable(b.Node).Contains(node)).Select(b => b.Gate)];
+        }
+
+        var scope = new RequestGate.DrainScope(gates);
+        await scope.WaitIdleAsync(cancellationToken).ConfigureAwait(false);
+        return scope;
     }
 
     internal async ValueTask ReleaseLeaseAsync(BlockJobLease lease)

@@ -315,9 +315,17 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         }
 
         var bitmap = new DirtyBitmap(length, _plan.Granularity);
+        // The bitmap is attached before the filter is wired in: the first guest write through it is already marked.
         DirtyTrackingNode filter = await _graph.InsertFilterAsync(
-            _plan.Source, static (name, child) => new DirtyTrackingNode(name, child), _plan.FilterNodeName, cancellationToken).ConfigureAwait(false);
-        filter.AttachBitmap(bitmap);
+            _plan.Source,
+            (name, child) =>
+            {
+                var created = new DirtyTrackingNode(name, child);
+                created.AttachBitmap(bitmap);
+                return created;
+            },
+            _plan.FilterNodeName,
+            cancellationToken).ConfigureAwait(false);
         lock (_sync)
         {
             _bitmap = bitmap;
@@ -420,8 +428,9 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
 
             if (shouldComplete)
             {
-                // Hold new writes back; only if nothing got dirty meanwhile and the flush works are the two in sync.
-                IAsyncDisposable drain = await _filter!.DrainAsync(cancellationToken).ConfigureAwait(false);
+                // Hold the guests' new requests back (the graph's drain of every backend above the filter, which the
+                // pivot's own drain nests in); only if nothing got dirty meanwhile and the flush works are the two in sync.
+                IAsyncDisposable drain = await _graph.DrainAsync(_filter!, cancellationToken).ConfigureAwait(false);
                 if (bitmap.Count == 0 && InFlight().Ops == 0 && await FlushTargetAsync(cancellationToken).ConfigureAwait(false))
                 {
                     _drain = drain;

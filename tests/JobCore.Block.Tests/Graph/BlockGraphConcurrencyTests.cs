@@ -133,4 +133,82 @@ public sealed class BlockGraphConcurrencyTests
         Assert.IsTrue(writes >= 300, $"the writer ran during the copy ({writes} writes)");
         Assert.IsTrue(a.AsSpan().SequenceEqual(b), "the target equals the source after the final drained pass");
     }
+
+    /// <summary>
+    /// A guest request in flight when a filter is inserted (here: held inside an interceptor) finishes before the
+    /// insertion does, and a request arriving meanwhile waits and then goes through the new filter (QEMU's drained
+    /// section; without it the held write could land below the new filter unseen).
+    /// </summary>
+    [TestMethod]
+    public async Task Inserting_a_filter_drains_the_backend_requests_in_flight_first()
+    {
+        await using var dir = new GraphTestFolder();
+        BlockNode src = await dir.Graph.AddAsync(BlockdevOptions.Parse(
+            $$$"""{"driver":"raw","node-name":"src","file":{"driver":"file","filename":{{{GraphTestFolder.Json(dir.Raw("src.raw", 65536))}}}}}"""));
+        BlockBackend guest = dir.Graph.AttachBackend("guest", src);
+        DirtyTrackingNode lower = await dir.Graph.InsertFilterAsync(src, (name, child) => new DirtyTrackingNode(name, child));
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lower.Interceptor = async (write, writeToChild, cancellationToken) =>
+        {
+            if (write.Offset == 0)
+            {
+                entered.SetResult();
+                await release.Task.WaitAsync(cancellationToken);
+            }
+
+            await writeToChild();
+        };
+
+        Task held = Task.Run(async () => await guest.WriteAsync(0, new byte[] { 1 }));
+        await entered.Task.WaitAsync(Timeout);
+
+        var bitmap = new DirtyBitmap(src.Size, 4096);
+        Task<DirtyTrackingNode> insert = dir.Graph.InsertFilterAsync(lower, (name, child) =>
+        {
+            var upper = new DirtyTrackingNode(name, child);
+            upper.AttachBitmap(bitmap);
+            return upper;
+        }).AsTask();
+
+        // A write issued while the insertion waits: held back by the drain, then sent through the new filter.
+        Task later = Task.Run(async () => await guest.WriteAsync(8192, new byte[] { 2 }));
+
+        // Give an insertion that does not wait the chance to finish first; then let the held write go.
+        await Task.WhenAny(insert, Task.Delay(200));
+        bool insertedWhileWriteInFlight = insert.IsCompleted;
+        release.SetResult();
+        await Task.WhenAll(held, insert, later).WaitAsync(Timeout);
+
+        DirtyTrackingNode upperFilter = await insert;
+        Assert.IsFalse(insertedWhileWriteInFlight, "the insertion waited for the write in flight");
+        Assert.AreSame(upperFilter, guest.Node);
+        Assert.IsFalse(bitmap.IsDirty(0), "the drained write went through before the new filter was in place");
+        Assert.IsTrue(bitmap.IsDirty(8192), "the write held back by the drain went through the new filter");
+    }
+
+    /// <summary>The graph's drain holds new requests of the backends above a node until the scope ends; drains nest.</summary>
+    [TestMethod]
+    public async Task A_graph_drain_holds_new_backend_requests_until_it_ends()
+    {
+        await using var dir = new GraphTestFolder();
+        BlockNode src = await dir.Graph.AddAsync(BlockdevOptions.Parse(
+            $$$"""{"driver":"raw","node-name":"src","file":{"driver":"file","filename":{{{GraphTestFolder.Json(dir.Raw("src.raw", 65536))}}}}}"""));
+        BlockNode other = await dir.Graph.AddAsync(BlockdevOptions.Parse(
+            $$$"""{"driver":"raw","node-name":"other","file":{"driver":"file","filename":{{{GraphTestFolder.Json(dir.Raw("other.raw", 65536))}}}}}"""));
+        BlockBackend guest = dir.Graph.AttachBackend("guest", src);
+        BlockBackend bystander = dir.Graph.AttachBackend("bystander", other);
+
+        IAsyncDisposable outer = await dir.Graph.DrainAsync(src.File!);
+        IAsyncDisposable inner = await dir.Graph.DrainAsync(src).AsTask().WaitAsync(Timeout);
+        Task write = guest.WriteAsync(0, new byte[] { 3 }).AsTask();
+        await bystander.WriteAsync(0, new byte[] { 4 }).AsTask().WaitAsync(Timeout); // not above the drained nodes
+        await inner.DisposeAsync();
+        Assert.IsFalse(write.IsCompleted, "still held by the outer drain");
+        await outer.DisposeAsync();
+        await write.WaitAsync(Timeout);
+        var one = new byte[1];
+        await src.ReadAsync(0, one);
+        Assert.AreEqual(3, one[0]);
+    }
 }

@@ -194,8 +194,63 @@ public sealed class MirrorConcurrentWriterTests
         await bed.AssertCheckedAsync(src);
     }
 
-    // The guest starts writing once the filter is in place, as a QMP client does after the reply: the graph does not
-    // drain a backend's requests in flight while it inserts the filter, so a write racing the insertion could land on
-    // the source unnoticed.
+    /// <summary>
+    /// The guest is already writing when the job starts (an in-process writer, unlike a QMP client that waits for the
+    /// reply): writes in flight while the graph inserts the filter are drained first, later ones pass the filter, so
+    /// after complete the target equals the source. Sync=full on a target known to be zero marks only what block status
+    /// calls allocated, so an unseen write to a fresh cluster would stay missing on the target.
+    /// </summary>
+    [TestMethod]
+    [DataRow(MirrorCopyMode.Background)]
+    [DataRow(MirrorCopyMode.WriteBlocking)]
+    public async Task Writes_already_running_when_the_job_starts_end_up_on_the_target(MirrorCopyMode mode)
+    {
+        const long size = 16L << 20;
+        await using var bed = new MirrorTestBed();
+        string src = await bed.CreateQcow2Async("src.qcow2", size);
+        await MirrorTestBed.WriteAsync(src, 0x33, (0, 4L << 20));
+        string dst = await bed.CreateQcow2Async("dst.qcow2", size);
+        BlockNode source = await bed.OpenAsync("src", src);
+        await bed.OpenAsync("dst", dst);
+        BlockBackend guest = bed.Graph.AttachBackend("guest", source);
+
+        using var stop = new CancellationTokenSource();
+        var writing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int writes = 0;
+        async Task WriterAsync(int seed, long start)
+        {
+            var random = new Random(seed);
+            var data = new byte[64 << 10];
+            while (!stop.IsCancellationRequested)
+            {
+                int length = random.Next(1, data.Length);
+                long offset = start + random.NextInt64((size / 2) - length);
+                random.NextBytes(data.AsSpan(0, length));
+                await guest.WriteAsync(offset, data.AsMemory(0, length));
+                if (Interlocked.Increment(ref writes) == 20)
+                {
+                    writing.SetResult();
+                }
+            }
+        }
+
+        Task writers = Task.WhenAll(Task.Run(() => WriterAsync(3, 0)), Task.Run(() => WriterAsync(4, size / 2)));
+        await writing.Task.WaitAsync(MirrorTestBed.Timeout);
+        var options = new MirrorJobOptions { Id = "e", Device = "src", Target = "dst", CopyMode = mode, TargetIsZero = true, Speed = 4L << 20 };
+        Job job = await bed.StartAsync(options);
+        int atStart = Volatile.Read(ref writes);
+        await MirrorTestBed.WaitForAsync(job, _ => Volatile.Read(ref writes) >= atStart + 200);
+        await stop.CancelAsync();
+        await writers.WaitAsync(MirrorTestBed.Timeout);
+        job.SetSpeed(0);
+        await bed.ExpectAsync("e:ready", "e:READY");
+        job.Complete();
+        await bed.ExpectCompletedAsync("e");
+        Assert.AreSame(bed.Graph.GetNode("dst"), guest.Node);
+        await bed.AssertSameContentAsync(src, dst);
+    }
+
+    // These tests start writing once the filter is in place, as a QMP client does after the reply (the test above
+    // covers writers racing the insertion).
     private static Task WhenTrackingAsync(MirrorJobOptions options) => MirrorSetUp.WhenSetUpAsync(options).WaitAsync(MirrorTestBed.Timeout);
 }
