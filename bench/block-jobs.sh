@@ -132,20 +132,28 @@ stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m = NR % 2 ? v[(NR
 ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
 
 # ---------------------------------------------------------------- the jobs
-# Each job_* prepares fresh images (untimed), times the job from the command to its event, checks the result and
-# prints the seconds, or "n/a REASON" when the daemon refuses the job.
+# Each prep_* makes fresh images and opens them (untimed); each job_* then times the job from the command to its
+# event, checks the result and prints the seconds, or "n/a REASON" when the daemon refuses the job. The loop runs
+# prep, then the cp+sync baseline, then the job, so both timed steps start from the same memory state: on a VM with
+# free page reporting (Firecracker, virtio-balloon) page cache freed long ago goes back to the host and costs a host
+# fault per page when reused; preparing the images between the baseline and the job would hand the baseline the
+# warm pages and the job the cold ones.
 
-job_stream() { # base(data) <- top(empty)
+prep_stream() { # base(data) <- top(empty)
   cp data.qcow2 s-base.qcow2; empty -b s-base.qcow2 -F qcow2 s-top.qcow2; sync
   add_qcow2 sbase s-base.qcow2 null; add_qcow2 stop s-top.qcow2 sbase
+}
+job_stream() {
   local t0 t; t0=$(now); qmp '{"execute":"block-stream","arguments":{"job-id":"s","device":"stop"}}' >/dev/null
   wait_event BLOCK_JOB_COMPLETED s; t=$(event_since "$t0"); : > events.log
   del stop sbase; check_equal s-top.qcow2; rm -f s-*.qcow2; echo "$t"
 }
-job_commit() { # base(empty) <- mid(data) <- top(empty), top-node=mid
+prep_commit() { # base(empty) <- mid(data) <- top(empty), top-node=mid
   empty c-base.qcow2 "$BYTES"; cp data.qcow2 c-mid.qcow2; qemu-img rebase -u -f qcow2 -b c-base.qcow2 -F qcow2 c-mid.qcow2
   empty -b c-mid.qcow2 -F qcow2 c-top.qcow2; sync
   add_qcow2 cbase c-base.qcow2 null; add_qcow2 cmid c-mid.qcow2 cbase; add_qcow2 ctop c-top.qcow2 cmid
+}
+job_commit() {
   local t0 t; t0=$(now)
   qmp '{"execute":"block-commit","arguments":{"job-id":"c","device":"ctop","top-node":"cmid","base-node":"cbase"}}' >/dev/null
   wait_event BLOCK_JOB_COMPLETED c; t=$(event_since "$t0"); : > events.log
@@ -160,16 +168,20 @@ ready_job() {
   qmp "{\"execute\":\"block-job-cancel\",\"arguments\":{\"device\":\"$job\"}}" >/dev/null
   wait_event BLOCK_JOB_COMPLETED "$job"; : > events.log; del "$@"; echo "$t"
 }
-job_active() { # base(empty) <- top(data), to READY, then soft cancel
+prep_active() { # base(empty) <- top(data), to READY, then soft cancel
   empty a-base.qcow2 "$BYTES"; cp data.qcow2 a-top.qcow2; qemu-img rebase -u -f qcow2 -b a-base.qcow2 -F qcow2 a-top.qcow2; sync
   add_qcow2 abase a-base.qcow2 null; add_qcow2 atop a-top.qcow2 abase
+}
+job_active() {
   local t; t=$(ready_job a '{"execute":"block-commit","arguments":{"job-id":"a","device":"atop"}}' atop abase)
   [ "${t%% *}" = n/a ] || check_equal a-base.qcow2
   rm -f a-*.qcow2; echo "$t"
 }
-job_mirror() { # src(data) -> tgt(empty), sync=full, to READY, then soft cancel
+prep_mirror() { # src(data) -> tgt(empty), sync=full, to READY, then soft cancel
   cp data.qcow2 m-src.qcow2; empty m-tgt.qcow2 "$BYTES"; sync
   add_qcow2 msrc m-src.qcow2 null; add_qcow2 mtgt m-tgt.qcow2 null
+}
+job_mirror() {
   local t; t=$(ready_job m '{"execute":"blockdev-mirror","arguments":{"job-id":"m","device":"msrc","target":"mtgt","sync":"full"}}' msrc mtgt)
   [ "${t%% *}" = n/a ] || check_equal m-tgt.qcow2
   rm -f m-*.qcow2; echo "$t"
@@ -180,12 +192,14 @@ declare -A LABEL=([stream]="stream" [commit]="commit" [active]="active commit" [
 declare -A T_JOB T_CP T_CPS NA
 echo "jobs on $SIZE of random data (64 KiB clusters), $REPS interleaved rounds (cp+sync, job, cp+sync, job, ...); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 # The daemon's first job also pays for JIT compilation and thread-pool warm-up: shown, not counted.
+prep_stream
 FIRST=$(job_stream)
 [[ $FIRST =~ ^[0-9.]+$ ]] || { echo "block-jobs.sh: the first stream failed" >&2; exit 1; }
 printf '  %-16s %8.3f s   (first job of the daemon: JIT warm-up, not counted)\n' "stream" "$FIRST"
 for round in $(seq 1 "$REPS"); do
   for j in "${JOBS[@]}"; do
     [ -n "${NA[$j]:-}" ] && continue
+    "prep_$j"
     read -r c1 c2 <<<"$(time_cp)"; sync
     t=$("job_$j")
     if [ "${t%% *}" = n/a ]; then NA[$j]=${t#n/a }; echo "  ${LABEL[$j]}: not available: ${NA[$j]}"; continue; fi
