@@ -332,6 +332,26 @@ public sealed class Job
         }
     }
 
+    /// <summary>
+    /// Waits (up to <paramref name="timeout"/>) until the job's work has ended and then completes it before returning,
+    /// also while a QMP session holds completions back. For a job that its creator knows has nothing to do: QEMU runs
+    /// such a job's coroutine to its end inside the creating command, so <c>created</c> ... <c>null</c> precede the
+    /// reply. Otherwise the completion runs later, as usual.
+    /// </summary>
+    /// <param name="timeout">How long to wait for the work to end.</param>
+    /// <param name="cancellationToken">Cancels the wait (the job is not affected).</param>
+    /// <returns>Whether the work ended in time and the completion ran (or had run).</returns>
+    public async Task<bool> CompleteWhenWorkEndsAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        if (!await WaitUntilAsync(static j => j.Deferred, timeout, cancellationToken).ConfigureAwait(false))
+        {
+            return false;
+        }
+
+        await _engine.CompleteDeferredAsync(this).ConfigureAwait(false);
+        return true;
+    }
+
     /// <summary>Waits (up to <paramref name="timeout"/>) until <paramref name="condition"/> holds under the engine lock; re-checked at every reaction.</summary>
     internal async Task<bool> WaitUntilAsync(Func<Job, bool> condition, TimeSpan timeout, CancellationToken cancellationToken)
     {

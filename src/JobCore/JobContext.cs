@@ -159,4 +159,18 @@ public sealed class JobContext
     /// <param name="noSpace">Whether the error is "no space left on device" (ENOSPC).</param>
     public ErrorAction HandleError(ErrorPolicy policy, IoOperation operation, bool noSpace) =>
         _job.Engine().HandleError(_job, policy, operation, noSpace);
+
+    /// <summary>
+    /// <see cref="HandleError"/> for async code, done between monitor commands: while a QMP session runs a command
+    /// (it holds <see cref="JobEngine.HoldCompletionsAsync"/>) the error waits for the reply, as QEMU reports I/O
+    /// errors from its main loop. So <c>BLOCK_JOB_ERROR</c> never precedes the reply of the command that created or
+    /// resumed the job, even when the job's first request fails at once.
+    /// </summary>
+    /// <param name="policy">The policy for this side of the job.</param>
+    /// <param name="operation">Whether a read or a write failed.</param>
+    /// <param name="noSpace">Whether the error is "no space left on device" (ENOSPC).</param>
+    /// <param name="cancellationToken">The job's token (a force cancel ends the wait).</param>
+    /// <returns>The action, as <see cref="HandleError"/>.</returns>
+    public ValueTask<ErrorAction> HandleErrorAsync(ErrorPolicy policy, IoOperation operation, bool noSpace, CancellationToken cancellationToken = default) =>
+        _job.Engine().HandleErrorBetweenCommandsAsync(_job, policy, operation, noSpace, cancellationToken);
 }

@@ -374,6 +374,22 @@ public sealed class JobEngine : IAsyncDisposable
         }
     }
 
+    // QEMU reports an I/O error from the main loop, never inside a monitor command: take the hold that QMP sessions
+    // keep around each command (see HoldCompletionsAsync) while the error is handled.
+    internal async ValueTask<ErrorAction> HandleErrorBetweenCommandsAsync(
+        Job job, ErrorPolicy policy, IoOperation operation, bool noSpace, CancellationToken cancellationToken)
+    {
+        await _completionHold.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return HandleError(job, policy, operation, noSpace);
+        }
+        finally
+        {
+            _completionHold.Release();
+        }
+    }
+
     internal ErrorAction HandleError(Job job, ErrorPolicy policy, IoOperation operation, bool noSpace)
     {
         var action = ErrorPolicies.Decide(policy, noSpace);

@@ -281,4 +281,59 @@ public sealed class EventOrderTests
             "x:COMPLETED:cannot switch backing file", "x:concluded", "x:null");
         Assert.IsFalse(h.HookLog.Any(e => e.StartsWith("commit", StringComparison.Ordinal)));
     }
+
+    /// <summary>
+    /// An error handled with HandleErrorAsync waits while a command holds completions (a QMP session runs one), so its
+    /// event follows that command's reply, as QEMU's main loop reports I/O errors between commands.
+    /// </summary>
+    [TestMethod]
+    public async Task An_error_handled_between_commands_waits_for_the_running_command()
+    {
+        await using var h = new EngineHarness();
+        var job = await h.StartAsync("e");
+        IDisposable command = await h.Engine.HoldCompletionsAsync();
+        h.Driver("e").Send(new Step.IoError(ErrorPolicy.Stop, IoOperation.Read, NoSpace: false, BetweenCommands: true));
+
+        // An observation window, not a synchronisation: an error that did not wait would be out by now.
+        await Task.Delay(100);
+        h.ExpectNoPendingEvent();
+        Assert.AreEqual(IoStatus.Ok, job.Info.IoStatus);
+
+        command.Dispose();
+        await h.ExpectAsync("e:ERROR:read:stop", "e:paused");
+        Assert.AreEqual(IoStatus.Failed, job.Info.IoStatus);
+    }
+
+    /// <summary>
+    /// CompleteWhenWorkEndsAsync completes a job whose work ended even while completions are held: waiting ... null
+    /// are out before the command that started a job with nothing to do replies.
+    /// </summary>
+    [TestMethod]
+    public async Task A_job_with_nothing_to_do_completes_inside_the_command()
+    {
+        await using var h = new EngineHarness();
+        using (await h.Engine.HoldCompletionsAsync())
+        {
+            var job = await h.StartAsync("n");
+            h.Driver("n").Send(new Step.Finish());
+            Assert.IsTrue(await job.CompleteWhenWorkEndsAsync(EngineHarness.Timeout));
+            await h.ExpectAsync("n:waiting", "n:pending", "n:COMPLETED", "n:concluded", "n:null");
+        }
+
+        h.ExpectNoPendingEvent();
+    }
+
+    /// <summary>CompleteWhenWorkEndsAsync gives up after its timeout when the work goes on, without touching the job.</summary>
+    [TestMethod]
+    public async Task Completing_a_job_whose_work_goes_on_times_out()
+    {
+        await using var h = new EngineHarness();
+        var job = await h.StartAsync("b");
+        Task<bool> attempt = job.CompleteWhenWorkEndsAsync(TimeSpan.FromMilliseconds(50));
+        h.Time.Advance(TimeSpan.FromMilliseconds(60)); // the engine's clock bounds the wait
+        Assert.IsFalse(await attempt.WaitAsync(EngineHarness.Timeout));
+        Assert.AreEqual(JobStatus.Running, job.Status);
+        h.Driver("b").Send(new Step.Finish());
+        await h.ExpectAsync("b:waiting", "b:pending", "b:COMPLETED", "b:concluded", "b:null");
+    }
 }

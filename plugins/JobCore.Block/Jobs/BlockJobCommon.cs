@@ -92,13 +92,34 @@ public static class BlockJobCommon
     public static ChunkErrorOutcome OnChunkError(JobContext context, ErrorPolicy policy, IoOperation operation, int errno, bool ignoreSkips)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return context.HandleError(policy, operation, errno == BlockIOException.ENOSPC) switch
-        {
-            ErrorAction.Report => ChunkErrorOutcome.Fail,
-            ErrorAction.Stop => ChunkErrorOutcome.Retry,
-            _ => ignoreSkips ? ChunkErrorOutcome.Skip : ChunkErrorOutcome.Retry,
-        };
+        return Outcome(context.HandleError(policy, operation, errno == BlockIOException.ENOSPC), ignoreSkips);
     }
+
+    /// <summary>
+    /// <see cref="OnChunkError"/> for a job loop: the error is handled between monitor commands
+    /// (<see cref="JobContext.HandleErrorAsync"/>), so its event follows the reply of the command that started or
+    /// resumed the job, as in QEMU.
+    /// </summary>
+    /// <param name="context">The job's context.</param>
+    /// <param name="policy">The job's policy for this side.</param>
+    /// <param name="operation">Whether a read (source side) or write (target side) failed.</param>
+    /// <param name="errno">The request's errno (see <see cref="ErrnoOf"/>).</param>
+    /// <param name="ignoreSkips">Whether <c>ignore</c> means skip the chunk rather than retry it.</param>
+    /// <param name="cancellationToken">The job's token.</param>
+    public static async ValueTask<ChunkErrorOutcome> OnChunkErrorAsync(
+        JobContext context, ErrorPolicy policy, IoOperation operation, int errno, bool ignoreSkips, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ErrorAction action = await context.HandleErrorAsync(policy, operation, errno == BlockIOException.ENOSPC, cancellationToken).ConfigureAwait(false);
+        return Outcome(action, ignoreSkips);
+    }
+
+    private static ChunkErrorOutcome Outcome(ErrorAction action, bool ignoreSkips) => action switch
+    {
+        ErrorAction.Report => ChunkErrorOutcome.Fail,
+        ErrorAction.Stop => ChunkErrorOutcome.Retry,
+        _ => ignoreSkips ? ChunkErrorOutcome.Skip : ChunkErrorOutcome.Retry,
+    };
 
     /// <summary>The failure a job ends with for a request error: the errno's text, as QEMU reports it (<c>Input/output error</c>).</summary>
     /// <param name="errno">The errno.</param>

@@ -178,7 +178,8 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
                 catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is int errno)
                 {
                     // Commit's 'ignore' retries the chunk at once; 'stop' retries it after the resume.
-                    if (BlockJobCommon.OnChunkError(context, Options.OnError, side, errno, ignoreSkips: false) == ChunkErrorOutcome.Fail)
+                    if (await BlockJobCommon.OnChunkErrorAsync(context, Options.OnError, side, errno, ignoreSkips: false, cancellationToken).ConfigureAwait(false)
+                        == ChunkErrorOutcome.Fail)
                     {
                         throw BlockJobCommon.Failure(errno, e);
                     }

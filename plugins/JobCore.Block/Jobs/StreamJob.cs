@@ -46,8 +46,9 @@ internal sealed class StreamJob : PlannedBlockJob<StreamJobOptions, StreamPlan>
     /// <summary>
     /// <c>block-stream</c>: checks the arguments against the graph in QEMU's order, op-blocks the top and the nodes
     /// down to the base, reopens the top read-write if needed, inserts the copy-on-read filter, then creates and
-    /// starts the job (its <c>created</c> and <c>running</c> events are emitted before this returns). When the
-    /// job cannot be created the graph is left as it was.
+    /// starts the job (its <c>created</c> and <c>running</c> events are emitted before this returns; when there is
+    /// nothing to stream, because base is the top's backing, the job has also completed). When the job cannot be
+    /// created the graph is left as it was.
     /// </summary>
     /// <param name="engine">The job engine.</param>
     /// <param name="graph">The block graph holding the nodes.</param>
@@ -64,8 +65,18 @@ internal sealed class StreamJob : PlannedBlockJob<StreamJobOptions, StreamPlan>
         StreamPlan plan = await StreamPlan.CreateAsync(graph, options, cancellationToken).ConfigureAwait(false);
 
         // As QEMU: the job runs on the copy-on-read filter, which took over the top's backend (device) if it had one.
-        return await plan.StartJobAsync(engine, options with { Id = options.Id ?? graph.DeviceNameOf(plan.Filter), Plan = plan }).ConfigureAwait(false);
+        Job job = await plan.StartJobAsync(engine, options with { Id = options.Id ?? graph.DeviceNameOf(plan.Filter), Plan = plan }).ConfigureAwait(false);
+        if (plan.NothingToDo)
+        {
+            // QEMU's stream coroutine returns before its first yield when base is the top's backing: the job completes
+            // (waiting ... null) inside the command, before its reply.
+            await job.CompleteWhenWorkEndsAsync(NothingToDoTimeout, cancellationToken).ConfigureAwait(false);
+        }
+
+        return job;
     }
+
+    private static readonly TimeSpan NothingToDoTimeout = TimeSpan.FromSeconds(5);
 
     /// <inheritdoc />
     protected override StreamPlan? PlanFromOptions => Options.Plan;
@@ -109,7 +120,8 @@ internal sealed class StreamJob : PlannedBlockJob<StreamJobOptions, StreamPlan>
             catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is int errno)
             {
                 // Stream reports every failure as a read: the copy-on-read prefetch is one read request in QEMU.
-                ChunkErrorOutcome outcome = BlockJobCommon.OnChunkError(context, Options.OnError, IoOperation.Read, errno, ignoreSkips: true);
+                ChunkErrorOutcome outcome = await BlockJobCommon.OnChunkErrorAsync(
+                    context, Options.OnError, IoOperation.Read, errno, ignoreSkips: true, cancellationToken).ConfigureAwait(false);
                 if (outcome == ChunkErrorOutcome.Retry)
                 {
                     n = 0;

@@ -30,7 +30,7 @@ internal abstract record Step
     public sealed record Ready : Step;
     public sealed record Finish : Step;
     public sealed record Fail(string Message) : Step;
-    public sealed record IoError(ErrorPolicy Policy, IoOperation Operation, bool NoSpace) : Step;
+    public sealed record IoError(ErrorPolicy Policy, IoOperation Operation, bool NoSpace, bool BetweenCommands = false) : Step;
 }
 
 /// <summary>
@@ -97,7 +97,9 @@ internal sealed class ScriptedJob : JobDriver<ScriptedOptions>
                 case Step.Fail f:
                     throw new JobFailedException(f.Message);
                 case Step.IoError e:
-                    var action = context.HandleError(e.Policy, e.Operation, e.NoSpace);
+                    var action = e.BetweenCommands
+                        ? await context.HandleErrorAsync(e.Policy, e.Operation, e.NoSpace, cancellationToken)
+                        : context.HandleError(e.Policy, e.Operation, e.NoSpace);
                     lock (Actions)
                     {
                         Actions.Add(action);
