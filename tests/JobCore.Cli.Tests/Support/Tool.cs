@@ -66,7 +66,11 @@ internal static class Tool
         StringAssert.Contains(check.StdOut, "No errors were found on the image.");
     }
 
-    public static async Task<ToolResult> RunAsync(string fileName, string workingDirectory, params string[] args)
+    public static Task<ToolResult> RunAsync(string fileName, string workingDirectory, params string[] args) =>
+        RunAsync(fileName, workingDirectory, Timeout, args);
+
+    /// <summary>Runs a process to its end (killed after <paramref name="timeout"/>, which fails the test).</summary>
+    public static async Task<ToolResult> RunAsync(string fileName, string workingDirectory, TimeSpan timeout, params string[] args)
     {
         var psi = new ProcessStartInfo(fileName)
         {
@@ -86,7 +90,7 @@ internal static class Tool
         process.StandardInput.Close();
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(Timeout);
+        using var cts = new CancellationTokenSource(timeout);
         try
         {
             await process.WaitForExitAsync(cts.Token);
@@ -94,7 +98,7 @@ internal static class Tool
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"{fileName} {string.Join(' ', args)} did not finish within {Timeout}");
+            Assert.Fail($"{fileName} {string.Join(' ', args)} did not finish within {timeout}");
         }
 
         return new ToolResult(process.ExitCode, await stdout, await stderr);
