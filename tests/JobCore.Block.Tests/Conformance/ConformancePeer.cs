@@ -1,8 +1,8 @@
-using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
+using JobCore.Block.Tests.Interop;
 
 namespace JobCore.Block.Tests.Conformance;
 
@@ -14,109 +14,52 @@ namespace JobCore.Block.Tests.Conformance;
 internal sealed class ConformancePeer : IAsyncDisposable
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
-    private readonly Process _process;
-    private readonly StringBuilder _output = new();
+    private readonly QmpPeerProcess _process;
     private readonly Channel<JsonObject> _messages = Channel.CreateUnbounded<JsonObject>();
     private Socket? _socket;
     private NetworkStream? _stream;
     private Task? _reader;
 
-    private ConformancePeer(string name, string directory, Process process)
+    private ConformancePeer(QmpPeerProcess process)
     {
-        Name = name;
-        Directory = directory;
         _process = process;
     }
 
     /// <summary><c>qemu</c> or <c>jobcored</c>.</summary>
-    public string Name { get; }
+    public string Name => _process.Name;
 
     /// <summary>The peer's own temp directory (its images live here; replaced by <c>$DIR</c> in transcripts).</summary>
-    public string Directory { get; }
+    public string Directory => _process.Directory;
 
-    public static Task<ConformancePeer> StartAsync(bool qemu, Func<string, Task>? prepare = null) =>
-        qemu ? StartQemuAsync(prepare) : StartJobcoredAsync(prepare);
+    public string Output => _process.Output;
 
-    public static Task<ConformancePeer> StartQemuAsync(Func<string, Task>? prepare = null)
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Starts QEMU or jobcored after <paramref name="prepare"/> made the images in the peer's directory.</summary>
+    public static async Task<ConformancePeer> StartAsync(bool qemu, Func<string, Task>? prepare = null)
     {
-        const string qemu = "/usr/bin/qemu-system-x86_64";
-        Assert.IsTrue(File.Exists(qemu), "qemu-system-x86_64 is required (apt-get install qemu-system-x86)");
-        return StartAsync("qemu", qemu, (dir, sock) => ["-machine", "none", "-nodefaults", "-display", "none", "-qmp", $"unix:{sock},server=on,wait=off"], prepare);
-    }
-
-    public static Task<ConformancePeer> StartJobcoredAsync(Func<string, Task>? prepare = null)
-    {
-        string daemon = Path.Combine(AppContext.BaseDirectory, "jobcored.dll");
-        Assert.IsTrue(File.Exists(daemon), $"jobcored.dll not found next to the tests at {daemon}");
-        string plugin = typeof(JobCore.Block.BlockPlugin).Assembly.Location;
-        return StartAsync("jobcored", "dotnet", (dir, sock) =>
-        {
-            string plugins = Path.Combine(dir, "plugins");
-            System.IO.Directory.CreateDirectory(plugins);
-            File.Copy(plugin, Path.Combine(plugins, Path.GetFileName(plugin)));
-            return [daemon, "--qmp", $"unix:{sock},server=on,wait=off", "--plugins", plugins];
-        }, prepare);
-    }
-
-    private static async Task<ConformancePeer> StartAsync(string name, string program, Func<string, string, string[]> arguments, Func<string, Task>? prepare)
-    {
-        string dir = Path.Combine(Path.GetTempPath(), "jobcore-conf-" + Guid.NewGuid().ToString("N"));
-        System.IO.Directory.CreateDirectory(dir);
-        if (prepare is not null)
+        Func<string, Task<string[]>>? images = prepare is null ? null : async dir =>
         {
             await prepare(dir);
-        }
-
-        string sock = Path.Combine(dir, "qmp.sock");
-        var psi = new ProcessStartInfo(program)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-            WorkingDirectory = dir,
+            return [];
         };
-        foreach (string a in arguments(dir, sock))
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        var process = new Process { StartInfo = psi };
-        var peer = new ConformancePeer(name, dir, process);
-        process.OutputDataReceived += (_, e) => peer.Append(e.Data);
-        process.ErrorDataReceived += (_, e) => peer.Append(e.Data);
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        var peer = new ConformancePeer(await QmpPeerProcess.StartAsync(qemu, images));
         try
         {
-            await peer.ConnectAsync(sock);
+            await peer.ConnectAsync(peer._process.Socket);
             JsonObject greeting = await peer.ReadAsync();
-            Assert.IsNotNull(greeting["QMP"], $"{name}: no greeting: {greeting.ToJsonString()}");
+            Assert.IsNotNull(greeting["QMP"], $"{peer.Name}: no greeting: {greeting.ToJsonString()}");
             JsonObject reply = await peer.SendAsync("""{"execute":"qmp_capabilities"}""");
-            Assert.IsNotNull(reply["return"], $"{name}: negotiation failed: {reply.ToJsonString()}");
+            Assert.IsNotNull(reply["return"], $"{peer.Name}: negotiation failed: {reply.ToJsonString()}");
             return peer;
         }
         catch (Exception e) when (e is IOException or SocketException or TimeoutException or AssertFailedException)
         {
             string output = peer.Output;
             await peer.DisposeAsync();
-            throw new AssertFailedException($"cannot talk to {name}: {e.Message}\n{output}", e);
+            throw new AssertFailedException($"cannot talk to {peer.Name}: {e.Message}\n{output}", e);
         }
     }
-
-    public string Output
-    {
-        get
-        {
-            lock (_output)
-            {
-                return _output.ToString();
-            }
-        }
-    }
-
-    public bool HasExited => _process.HasExited;
 
     private async Task ConnectAsync(string sock)
     {
@@ -241,43 +184,11 @@ internal sealed class ConformancePeer : IAsyncDisposable
             }
         }
 
-        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
-        {
-            try
-            {
-                await _process.WaitForExitAsync(cts.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
-        }
-
+        await _process.DisposeAsync();
         _socket?.Dispose();
         if (_reader is not null)
         {
             await _reader;
-        }
-
-        _process.Dispose();
-        try
-        {
-            System.IO.Directory.Delete(Directory, recursive: true);
-        }
-        catch (IOException)
-        {
-            // Best effort.
-        }
-    }
-
-    private void Append(string? line)
-    {
-        if (line is not null)
-        {
-            lock (_output)
-            {
-                _output.AppendLine(line);
-            }
         }
     }
 }

@@ -1,7 +1,6 @@
-using System.Diagnostics;
-using System.Text;
 using System.Text.Json.Nodes;
 using JobCore.Block.Graph;
+using JobCore.Block.Tests.Interop;
 using JobCore.Qmp;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -14,97 +13,38 @@ namespace JobCore.Block.Tests.Jobs;
 /// </summary>
 internal sealed class QmpJobPeer : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly StringBuilder _output = new();
+    private readonly QmpPeerProcess _process;
 
-    private QmpJobPeer(string directory, Process process)
+    private QmpJobPeer(QmpPeerProcess process)
     {
-        Directory = directory;
         _process = process;
     }
 
-    public string Directory { get; }
+    public string Directory => _process.Directory;
 
     public QmpClient Client { get; private set; } = null!;
 
     public static Task<QmpJobPeer> StartQemuAsync() => StartQemuAsync(_ => Task.FromResult<string[]>([]));
 
     /// <summary>QEMU with more command-line arguments, made by <paramref name="prepare"/> in the peer's directory (e.g. images for <c>-drive</c>).</summary>
-    public static Task<QmpJobPeer> StartQemuAsync(Func<string, Task<string[]>> prepare)
+    public static Task<QmpJobPeer> StartQemuAsync(Func<string, Task<string[]>> prepare) => StartAsync(qemu: true, prepare, transcript: false);
+
+    public static Task<QmpJobPeer> StartJobcoredAsync(bool transcript = false) => StartAsync(qemu: false, prepare: null, transcript);
+
+    private static async Task<QmpJobPeer> StartAsync(bool qemu, Func<string, Task<string[]>>? prepare, bool transcript)
     {
-        const string qemu = "/usr/bin/qemu-system-x86_64";
-        Assert.IsTrue(File.Exists(qemu), "qemu-system-x86_64 is required (apt-get install qemu-system-x86)");
-        return StartAsync(qemu, async sock =>
-            [
-                "-machine", "none", "-nodefaults", "-display", "none", "-qmp", $"unix:{sock},server=on,wait=off",
-                .. await prepare(Path.GetDirectoryName(sock)!),
-            ], transcript: false);
-    }
-
-    public static Task<QmpJobPeer> StartJobcoredAsync(bool transcript = false)
-    {
-        string daemon = Path.Combine(AppContext.BaseDirectory, "jobcored.dll");
-        Assert.IsTrue(File.Exists(daemon), $"jobcored.dll not found next to the tests at {daemon}");
-        string plugin = typeof(JobCore.Block.BlockPlugin).Assembly.Location;
-        return StartAsync("dotnet", sock =>
-        {
-            string plugins = Path.Combine(Path.GetDirectoryName(sock)!, "plugins");
-            System.IO.Directory.CreateDirectory(plugins);
-            File.Copy(plugin, Path.Combine(plugins, Path.GetFileName(plugin)));
-            return [daemon, "--qmp", $"unix:{sock},server=on,wait=off", "--plugins", plugins];
-        }, transcript);
-    }
-
-    private static Task<QmpJobPeer> StartAsync(string program, Func<string, string[]> arguments, bool transcript) =>
-        StartAsync(program, sock => Task.FromResult(arguments(sock)), transcript);
-
-    private static async Task<QmpJobPeer> StartAsync(string program, Func<string, Task<string[]>> arguments, bool transcript)
-    {
-        string dir = Path.Combine(Path.GetTempPath(), "jobcore-qmpjob-" + Guid.NewGuid().ToString("N"));
-        System.IO.Directory.CreateDirectory(dir);
-        string sock = Path.Combine(dir, "qmp.sock");
-        var psi = new ProcessStartInfo(program)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-            WorkingDirectory = dir,
-        };
-        foreach (string a in await arguments(sock))
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        var process = new Process { StartInfo = psi };
-        var peer = new QmpJobPeer(dir, process);
-        process.OutputDataReceived += (_, e) => peer.Append(e.Data);
-        process.ErrorDataReceived += (_, e) => peer.Append(e.Data);
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        var peer = new QmpJobPeer(await QmpPeerProcess.StartAsync(qemu, prepare));
         try
         {
-            peer.Client = await QmpClient.ConnectAsync("unix:" + sock, TimeSpan.FromSeconds(30), transcript);
+            peer.Client = await QmpClient.ConnectAsync("unix:" + peer._process.Socket, TimeSpan.FromSeconds(30), transcript);
             await peer.Client.NegotiateAsync();
             return peer;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or TimeoutException)
         {
-            string output = peer.Output;
+            string output = peer._process.Output;
             await peer.DisposeAsync();
-            throw new AssertFailedException($"cannot connect to {program}: {e.Message}\n{output}", e);
-        }
-    }
-
-    private string Output
-    {
-        get
-        {
-            lock (_output)
-            {
-                return _output.ToString();
-            }
+            throw new AssertFailedException($"cannot connect to {peer._process.Name}: {e.Message}\n{output}", e);
         }
     }
 
@@ -124,38 +64,7 @@ internal sealed class QmpJobPeer : IAsyncDisposable
             await Client.DisposeAsync();
         }
 
-        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
-        {
-            try
-            {
-                await _process.WaitForExitAsync(cts.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
-        }
-
-        _process.Dispose();
-        try
-        {
-            System.IO.Directory.Delete(Directory, recursive: true);
-        }
-        catch (IOException)
-        {
-            // Best effort.
-        }
-    }
-
-    private void Append(string? line)
-    {
-        if (line is not null)
-        {
-            lock (_output)
-            {
-                _output.AppendLine(line);
-            }
-        }
+        await _process.DisposeAsync();
     }
 
     /// <summary>Reads events about <paramref name="job"/> up to one whose short name is <paramref name="last"/>.</summary>
