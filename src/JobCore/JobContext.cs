@@ -150,6 +150,21 @@ public sealed class JobContext
     public void TransitionToReady() => _job.Engine().TransitionToReady(_job);
 
     /// <summary>
+    /// <see cref="TransitionToReady"/> between monitor commands: while a QMP session runs a command the transition
+    /// waits for its reply, as QEMU's job declares READY after an I/O completion, from its main loop (so a
+    /// <c>job-resume</c> that lets a mirror converge at once still replies before <c>ready</c>).
+    /// </summary>
+    /// <param name="cancellationToken">The job's token (a force cancel ends the wait).</param>
+    public ValueTask TransitionToReadyAsync(CancellationToken cancellationToken = default) =>
+        new(_job.Engine().BetweenCommandsAsync(
+            () =>
+            {
+                _job.Engine().TransitionToReady(_job);
+                return true;
+            },
+            cancellationToken).AsTask());
+
+    /// <summary>
     /// Consults <paramref name="policy"/> for a failed request: emits the error event, and for <c>stop</c> pauses the
     /// job as a user pause and records the I/O status (<c>nospace</c> or <c>failed</c>; the first error wins). The
     /// job stops at its next pause point. Returns the action so the driver can report, retry or carry on.
@@ -172,5 +187,5 @@ public sealed class JobContext
     /// <param name="cancellationToken">The job's token (a force cancel ends the wait).</param>
     /// <returns>The action, as <see cref="HandleError"/>.</returns>
     public ValueTask<ErrorAction> HandleErrorAsync(ErrorPolicy policy, IoOperation operation, bool noSpace, CancellationToken cancellationToken = default) =>
-        _job.Engine().HandleErrorBetweenCommandsAsync(_job, policy, operation, noSpace, cancellationToken);
+        _job.Engine().BetweenCommandsAsync(() => HandleError(policy, operation, noSpace), cancellationToken);
 }

@@ -374,15 +374,14 @@ public sealed class JobEngine : IAsyncDisposable
         }
     }
 
-    // QEMU reports an I/O error from the main loop, never inside a monitor command: take the hold that QMP sessions
-    // keep around each command (see HoldCompletionsAsync) while the error is handled.
-    internal async ValueTask<ErrorAction> HandleErrorBetweenCommandsAsync(
-        Job job, ErrorPolicy policy, IoOperation operation, bool noSpace, CancellationToken cancellationToken)
+    // What QEMU's job does after an I/O completion (report an error, declare READY) runs in its main loop, never inside
+    // a monitor command: take the hold that QMP sessions keep around each command (see HoldCompletionsAsync) meanwhile.
+    internal async ValueTask<T> BetweenCommandsAsync<T>(Func<T> action, CancellationToken cancellationToken)
     {
         await _completionHold.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return HandleError(job, policy, operation, noSpace);
+            return action();
         }
         finally
         {

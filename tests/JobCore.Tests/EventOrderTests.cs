@@ -304,6 +304,24 @@ public sealed class EventOrderTests
         Assert.AreEqual(IoStatus.Failed, job.Info.IoStatus);
     }
 
+    /// <summary>READY declared with TransitionToReadyAsync waits for the running command's reply too.</summary>
+    [TestMethod]
+    public async Task Ready_declared_between_commands_waits_for_the_running_command()
+    {
+        await using var h = new EngineHarness();
+        var job = await h.StartAsync("r", new ScriptedOptions { Completable = true });
+        IDisposable command = await h.Engine.HoldCompletionsAsync();
+        h.Driver("r").Send(new Step.Ready(BetweenCommands: true));
+
+        // An observation window, not a synchronisation: a transition that did not wait would be out by now.
+        await Task.Delay(100);
+        h.ExpectNoPendingEvent();
+        Assert.AreEqual(JobStatus.Running, job.Status);
+
+        command.Dispose();
+        await h.ExpectAsync("r:ready", "r:READY");
+    }
+
     /// <summary>
     /// CompleteWhenWorkEndsAsync completes a job whose work ended even while completions are held: waiting ... null
     /// are out before the command that started a job with nothing to do replies.

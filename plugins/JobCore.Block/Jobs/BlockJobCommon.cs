@@ -82,23 +82,9 @@ public static class BlockJobCommon
     /// Consults <paramref name="policy"/> for a failed chunk (QEMU's <c>block_job_error_action</c>: emits
     /// <c>BLOCK_JOB_ERROR</c>; <c>stop</c> pauses the job at its next pause point and sets the I/O status) and says
     /// what the loop does next: <c>report</c> fails, <c>stop</c> retries the chunk after the resume, <c>ignore</c>
-    /// skips the chunk when <paramref name="ignoreSkips"/> (stream) or retries it (commit, mirror).
-    /// </summary>
-    /// <param name="context">The job's context.</param>
-    /// <param name="policy">The job's policy for this side.</param>
-    /// <param name="operation">Whether a read (source side) or write (target side) failed.</param>
-    /// <param name="errno">The request's errno (see <see cref="ErrnoOf"/>).</param>
-    /// <param name="ignoreSkips">Whether <c>ignore</c> means skip the chunk rather than retry it.</param>
-    public static ChunkErrorOutcome OnChunkError(JobContext context, ErrorPolicy policy, IoOperation operation, int errno, bool ignoreSkips)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        return Outcome(context.HandleError(policy, operation, errno == BlockIOException.ENOSPC), ignoreSkips);
-    }
-
-    /// <summary>
-    /// <see cref="OnChunkError"/> for a job loop: the error is handled between monitor commands
-    /// (<see cref="JobContext.HandleErrorAsync"/>), so its event follows the reply of the command that started or
-    /// resumed the job, as in QEMU.
+    /// skips the chunk when <paramref name="ignoreSkips"/> (stream) or retries it (commit, mirror). The error is
+    /// handled between monitor commands (<see cref="JobContext.HandleErrorAsync"/>), so its event follows the reply of
+    /// the command that started or resumed the job, as in QEMU.
     /// </summary>
     /// <param name="context">The job's context.</param>
     /// <param name="policy">The job's policy for this side.</param>
@@ -111,15 +97,13 @@ public static class BlockJobCommon
     {
         ArgumentNullException.ThrowIfNull(context);
         ErrorAction action = await context.HandleErrorAsync(policy, operation, errno == BlockIOException.ENOSPC, cancellationToken).ConfigureAwait(false);
-        return Outcome(action, ignoreSkips);
+        return action switch
+        {
+            ErrorAction.Report => ChunkErrorOutcome.Fail,
+            ErrorAction.Stop => ChunkErrorOutcome.Retry,
+            _ => ignoreSkips ? ChunkErrorOutcome.Skip : ChunkErrorOutcome.Retry,
+        };
     }
-
-    private static ChunkErrorOutcome Outcome(ErrorAction action, bool ignoreSkips) => action switch
-    {
-        ErrorAction.Report => ChunkErrorOutcome.Fail,
-        ErrorAction.Stop => ChunkErrorOutcome.Retry,
-        _ => ignoreSkips ? ChunkErrorOutcome.Skip : ChunkErrorOutcome.Retry,
-    };
 
     /// <summary>The failure a job ends with for a request error: the errno's text, as QEMU reports it (<c>Input/output error</c>).</summary>
     /// <param name="errno">The errno.</param>

@@ -106,7 +106,7 @@ internal abstract partial class MirrorDriver<TOptions>
             }
             catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno && !cancellationToken.IsCancellationRequested)
             {
-                OnRequestFailed(operation, errno, e);
+                await OnRequestFailedAsync(operation, errno, e, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -253,7 +253,7 @@ internal abstract partial class MirrorDriver<TOptions>
         catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno)
         {
             _bitmap!.SetDirty(write.Offset, write.Length);
-            OnRequestFailed(IoOperation.Write, errno, e);
+            await OnRequestFailedAsync(IoOperation.Write, errno, e, cancellationToken).ConfigureAwait(false);
             return;
         }
 

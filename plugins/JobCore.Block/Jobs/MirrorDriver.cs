@@ -100,7 +100,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
     }
 
     /// <summary>QEMU's <c>mirror_cancel</c>: a cancel before READY, or a forced one, abandons the copy.</summary>
-    protected override bool Cancel(JobContext context, bool force) => force || !_ready;
+    protected override bool Cancel(JobContext context, bool force) => force || !context.Job.Info.Ready;
 
     /// <summary>
     /// <c>block-job-change</c>: the same mode is a no-op; background → write-blocking installs the write-through hook;
@@ -415,7 +415,7 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
                     }
 
                     _ready = true;
-                    context.TransitionToReady();
+                    await context.TransitionToReadyAsync(cancellationToken).ConfigureAwait(false);
                 }
 
                 if (CopyMode == MirrorCopyMode.WriteBlocking)
@@ -503,18 +503,19 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         }
         catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno && !cancellationToken.IsCancellationRequested)
         {
-            OnRequestFailed(IoOperation.Write, errno, e);
+            await OnRequestFailedAsync(IoOperation.Write, errno, e, cancellationToken).ConfigureAwait(false);
             return false;
         }
     }
 
-    // A failed request: what it covered is dirty again, the policy is consulted (event; stop pauses the job), and
-    // report makes the loop fail at its next iteration.
-    private void OnRequestFailed(IoOperation operation, int errno, Exception cause)
+    // A failed request: what it covered is dirty again, the policy is consulted between monitor commands (event; stop
+    // pauses the job), and report makes the loop fail at its next iteration.
+    private async ValueTask OnRequestFailedAsync(IoOperation operation, int errno, Exception cause, CancellationToken cancellationToken)
     {
         _activelySynced = false;
         ErrorPolicy policy = operation == IoOperation.Read ? _plan.OnSourceError : _plan.OnTargetError;
-        if (BlockJobCommon.OnChunkError(_context!, policy, operation, errno, ignoreSkips: false) == ChunkErrorOutcome.Fail)
+        if (await BlockJobCommon.OnChunkErrorAsync(_context!, policy, operation, errno, ignoreSkips: false, cancellationToken).ConfigureAwait(false)
+            == ChunkErrorOutcome.Fail)
         {
             StoreError(BlockJobCommon.Failure(errno, cause));
         }

@@ -27,7 +27,7 @@ internal sealed record ScriptedOptions : JobOptions
 internal abstract record Step
 {
     public sealed record Work(long Units) : Step;
-    public sealed record Ready : Step;
+    public sealed record Ready(bool BetweenCommands = false) : Step;
     public sealed record Finish : Step;
     public sealed record Fail(string Message) : Step;
     public sealed record IoError(ErrorPolicy Policy, IoOperation Operation, bool NoSpace, bool BetweenCommands = false) : Step;
@@ -88,8 +88,16 @@ internal sealed class ScriptedJob : JobDriver<ScriptedOptions>
                     context.RateLimitProcessed(w.Units);
                     await context.RateLimitSleepAsync();
                     break;
-                case Step.Ready:
-                    context.TransitionToReady();
+                case Step.Ready r:
+                    if (r.BetweenCommands)
+                    {
+                        await context.TransitionToReadyAsync(cancellationToken);
+                    }
+                    else
+                    {
+                        context.TransitionToReady();
+                    }
+
                     ready = true;
                     break;
                 case Step.Finish:
