@@ -52,7 +52,7 @@ public sealed partial class BlockGraph
             case BackingMode.FromHeader:
                 if (image.BackingFileName is not null)
                 {
-                    image.SetBackingNode(await OpenBackingFromHeaderAsync(image, context, 1, cancellationToken).ConfigureAwait(false));
+                    AttachHeaderBacking(image, await OpenBackingFromHeaderAsync(image, context, 1, cancellationToken).ConfigureAwait(false));
                 }
 
                 break;
@@ -66,6 +66,14 @@ public sealed partial class BlockGraph
         }
 
         return image;
+    }
+
+    // QEMU's bdrv_open_backing_file: the image's auto_backing_file becomes the backing node's file name, so the node
+    // queries show plain file names for a chain opened from the headers.
+    private static void AttachHeaderBacking(Qcow2Node image, BlockNode backing)
+    {
+        image.SetBackingNode(backing);
+        image.AutoBackingFile = NodeFilenames.Of(backing);
     }
 
     /// <summary>QEMU's refusal of a backing edge that would close a loop (also via the overlay's own file child).</summary>
@@ -137,7 +145,7 @@ public sealed partial class BlockGraph
             var context = new OpenContext();
             try
             {
-                image.SetBackingNode(await OpenBackingFromHeaderAsync(image, context, 1, cancellationToken).ConfigureAwait(false));
+                AttachHeaderBacking(image, await OpenBackingFromHeaderAsync(image, context, 1, cancellationToken).ConfigureAwait(false));
             }
             catch
             {
@@ -183,7 +191,7 @@ public sealed partial class BlockGraph
                     Register(image, context);
                     if (image.BackingFileName is not null)
                     {
-                        image.SetBackingNode(await OpenBackingFromHeaderAsync(image, context, depth + 1, cancellationToken).ConfigureAwait(false));
+                        AttachHeaderBacking(image, await OpenBackingFromHeaderAsync(image, context, depth + 1, cancellationToken).ConfigureAwait(false));
                     }
 
                     return image;

@@ -20,7 +20,7 @@ public sealed partial class BlockGraph
             NodeName = node.NodeName,
             ReadOnly = node.ReadOnly,
             Driver = node.DriverName,
-            BackingFile = image.FullBackingFilename ?? image.BackingFilename,
+            BackingFile = image.BackingImage?.Filename,
             BackingFileDepth = BackingChain.Depth(node),
             Image = image,
         };
@@ -91,7 +91,7 @@ public sealed partial class BlockGraph
         string? filename = BackingChain.TryGetFilename(node);
         return new ImageInfo
         {
-            Filename = filename ?? node.NodeName,
+            Filename = NodeFilenames.Of(node),
             ActualSize = filename is null ? null : ActualSizeOf(filename),
             Format = node.DriverName,
 
@@ -100,7 +100,9 @@ public sealed partial class BlockGraph
             ClusterSize = qcow2?.ClusterSize,
             FormatSpecific = qcow2 is null ? null : DescribeQcow2(qcow2, filename),
             BackingFilename = qcow2?.BackingFileName,
-            FullBackingFilename = backing is null ? null : BackingChain.TryGetFilename(backing),
+            // From the header, relative to the image's folder (QEMU's bdrv_get_full_backing_filename), attached or not.
+            FullBackingFilename = qcow2?.BackingFileName is not { } header ? null
+                : filename is null ? header : BackingChain.ResolveRelativeTo(filename, header),
             BackingFilenameFormat = qcow2?.BackingFormat,
             BackingImage = backing is null ? null : DescribeImage(backing),
         };

@@ -150,6 +150,7 @@ public sealed partial class BlockGraph
                 BlockNode child = await ReopenTreeAsync(image.File!, readOnly, swaps, filters, cancellationToken).ConfigureAwait(false);
                 Qcow2Node fresh = await OpenQcow2OverAsync(image.NodeName, child, readOnly, cancellationToken).ConfigureAwait(false);
                 fresh.SetBackingNode(image.Backing);
+                fresh.AutoBackingFile = image.AutoBackingFile;
                 swaps.Add((image, fresh));
                 return fresh;
             }

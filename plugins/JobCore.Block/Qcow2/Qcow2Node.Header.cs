@@ -187,6 +187,7 @@ public sealed partial class Qcow2Node
                 throw;
             }
 
+            AutoBackingFile = _header.BackingFile;
             _firstWritePrepared = true;
         }
         catch (Qcow2CorruptionException e)

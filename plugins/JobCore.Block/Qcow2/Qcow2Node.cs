@@ -67,6 +67,7 @@ public sealed partial class Qcow2Node : BlockNode
         _file = file;
         _imageName = file is FileNode f ? f.Filename : file.NodeName;
         _header = header;
+        AutoBackingFile = header.BackingFile;
         _clusterBits = header.ClusterBits;
         _clusterSize = header.ClusterSize;
         _l2Bits = _clusterBits - 3;
@@ -92,6 +93,14 @@ public sealed partial class Qcow2Node : BlockNode
 
     /// <summary>The backing file name recorded in the header, if any (as written; relative names are relative to the image's folder).</summary>
     public string? BackingFileName => _header.BackingFile;
+
+    /// <summary>
+    /// QEMU's <c>auto_backing_file</c>: where this image's backing would come from unless told otherwise — the header's
+    /// name at open and after a header change, or the backing node's file name once the graph opened the backing from
+    /// the header. When the attached backing differs (given by reference, or <c>"backing": null</c> although the header
+    /// names one), node queries show a <c>json:</c> pseudo-filename, as QEMU does.
+    /// </summary>
+    internal string? AutoBackingFile { get; set; }
 
     /// <summary>The backing format from the backing-format header extension, if any.</summary>
     public string? BackingFormat => _header.BackingFormat;
