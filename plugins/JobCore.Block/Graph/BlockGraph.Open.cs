@@ -30,6 +30,7 @@ public sealed partial class BlockGraph
                 blkdebug.InjectError, blkdebug.ReadOnly),
             _ => throw new BlockGraphException($"Block driver '{options.Driver}' is not supported by JobCore"),
         };
+        node.DetectZeroes = options.DetectZeroes;
         Register(node, context);
         return node;
     }

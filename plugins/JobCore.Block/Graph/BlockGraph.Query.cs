@@ -20,6 +20,12 @@ public sealed partial class BlockGraph
             NodeName = node.NodeName,
             ReadOnly = node.ReadOnly,
             Driver = node.DriverName,
+            DetectZeroes = node.DetectZeroes switch
+            {
+                DetectZeroes.On => "on",
+                DetectZeroes.Unmap => "unmap",
+                _ => "off",
+            },
             BackingFile = image.BackingImage?.Filename,
             BackingFileDepth = BackingChain.Depth(node),
             Image = image,

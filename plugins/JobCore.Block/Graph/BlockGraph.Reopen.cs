@@ -180,6 +180,7 @@ public sealed partial class BlockGraph
     private void SwapLocked(BlockNode old, BlockNode replacement)
     {
         NodeEntry entry = _nodes[old.NodeName];
+        replacement.DetectZeroes = old.DetectZeroes;
         _nodes[old.NodeName] = new NodeEntry(replacement, entry.Order) { MonitorOwned = entry.MonitorOwned, Pinned = entry.Pinned };
         foreach (BlockNode parent in _nodes.Values.Select(e => e.Node).ToList())
         {

@@ -26,6 +26,12 @@ public abstract class BlockNode : IAsyncDisposable
     /// <summary>Whether this node refuses writes.</summary>
     public bool ReadOnly { get; protected set; }
 
+    /// <summary>
+    /// QEMU's <c>detect-zeroes</c> for writes into this node (set by the graph from <c>blockdev-add</c>): all-zero data
+    /// is written as write-zeroes, which formats store without data clusters.
+    /// </summary>
+    public DetectZeroes DetectZeroes { get; internal set; }
+
     /// <summary>The virtual size in bytes (what a guest sees).</summary>
     public abstract long Size { get; }
 
@@ -40,6 +46,18 @@ public abstract class BlockNode : IAsyncDisposable
 
     /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>.</summary>
     public abstract ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// For drivers, first thing in <see cref="WriteAsync"/>: whether <see cref="DetectZeroes"/> turns this write into
+    /// <see cref="WriteZeroesAsync"/> (all-zero data and detection on), and whether that may deallocate.
+    /// </summary>
+    /// <param name="data">The data to be written.</param>
+    /// <param name="mayUnmap">Whether the write-zeroes may deallocate (<see cref="DetectZeroes.Unmap"/>).</param>
+    protected bool WritesAsZeroes(ReadOnlyMemory<byte> data, out bool mayUnmap)
+    {
+        mayUnmap = DetectZeroes == DetectZeroes.Unmap;
+        return DetectZeroes != DetectZeroes.Off && !data.Span.ContainsAnyExcept((byte)0);
+    }
 
     /// <summary>Makes a range read as zeroes; <paramref name="mayUnmap"/> allows deallocation.</summary>
     public abstract ValueTask WriteZeroesAsync(long offset, long length, bool mayUnmap, CancellationToken cancellationToken = default);

@@ -110,6 +110,12 @@ public sealed partial class FileNode : BlockNode
     public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         CheckWritable(offset, data.Length);
+        if (WritesAsZeroes(data, out bool mayUnmap))
+        {
+            await WriteZeroesAsync(offset, data.Length, mayUnmap, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         await _writeTurn.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {

@@ -52,7 +52,9 @@ public sealed class RawNode : BlockNode
     public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         CheckWrite(offset, data.Length);
-        return _file.WriteAsync(offset, data, cancellationToken);
+        return WritesAsZeroes(data, out bool mayUnmap)
+            ? WriteZeroesAsync(offset, data.Length, mayUnmap, cancellationToken)
+            : _file.WriteAsync(offset, data, cancellationToken);
     }
 
     /// <inheritdoc />

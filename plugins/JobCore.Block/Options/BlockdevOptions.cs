@@ -18,6 +18,9 @@ public abstract record BlockdevOptions
     /// <summary>Whether the node is opened read-only (children given inline inherit it).</summary>
     public bool ReadOnly { get; init; }
 
+    /// <summary>QEMU's <c>detect-zeroes</c> (<c>off</c>, <c>on</c>, <c>unmap</c>; unmap needs <c>discard: unmap</c>).</summary>
+    public Nodes.DetectZeroes DetectZeroes { get; init; }
+
     /// <summary>
     /// Parses QEMU's JSON shape. Errors use QEMU's texts: <c>Parameter 'driver' is missing</c>,
     /// <c>Invalid parameter type for 'file.filename', expected: string</c>, <c>Parameter 'x' is unexpected</c>,

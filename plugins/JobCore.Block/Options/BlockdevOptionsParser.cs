@@ -1,5 +1,6 @@
 using System.Text.Json;
 using JobCore.Block.Graph;
+using JobCore.Block.Nodes;
 
 namespace JobCore.Block.Options;
 
@@ -71,7 +72,7 @@ internal static class BlockdevOptionsParser
         var reader = QapiObjectReader.Start(json, fullName);
         string driver = ReadDriver(reader);
         string? nodeName = reader.OptionalString("node-name");
-        reader.OptionalEnum("discard", DiscardValues);
+        string? discard = reader.OptionalEnum("discard", DiscardValues);
         if (reader.TryTake("cache", out JsonElement cache))
         {
             var cacheReader = QapiObjectReader.Start(cache, reader.FullName("cache"));
@@ -83,11 +84,15 @@ internal static class BlockdevOptionsParser
         bool readOnly = reader.OptionalBool("read-only") ?? inheritedReadOnly;
         reader.OptionalBool("auto-read-only");
         reader.OptionalBool("force-share");
-        string? detectZeroes = reader.OptionalEnum("detect-zeroes", DetectZeroesValues);
-        if (detectZeroes is not null and not "off")
+        DetectZeroes detectZeroes = reader.OptionalEnum("detect-zeroes", DetectZeroesValues) switch
         {
-            throw new BlockGraphException(
-                $"Parameter '{reader.FullName("detect-zeroes")}' value '{detectZeroes}' is not supported by JobCore (only 'off')");
+            "on" => DetectZeroes.On,
+            "unmap" => DetectZeroes.Unmap,
+            _ => DetectZeroes.Off,
+        };
+        if (detectZeroes == DetectZeroes.Unmap && discard != "unmap")
+        {
+            throw new BlockGraphException("setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
         }
 
         BlockdevOptions options = driver switch
@@ -98,7 +103,7 @@ internal static class BlockdevOptionsParser
             _ => ParseBlkdebug(reader, readOnly),
         };
         reader.CheckNoUnexpected();
-        return options with { NodeName = nodeName, ReadOnly = readOnly };
+        return options with { NodeName = nodeName, ReadOnly = readOnly, DetectZeroes = detectZeroes };
     }
 
     private static string ReadDriver(QapiObjectReader reader)

@@ -257,6 +257,18 @@ public sealed partial class Qcow2Node : BlockNode
     public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         CheckWrite(offset, data.Length);
+        if (WritesAsZeroes(data, out bool mayUnmap))
+        {
+            await WriteZeroesAsync(offset, data.Length, mayUnmap, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        await WriteDataAsync(offset, data, cancellationToken).ConfigureAwait(false);
+    }
+
+    // The data path of WriteAsync (also for zero bytes that must be stored as data).
+    private async ValueTask WriteDataAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
         try
         {
             while (!data.IsEmpty)
@@ -559,11 +571,12 @@ public sealed partial class Qcow2Node : BlockNode
             Array.Clear(zeros);
             for (long done = 0; done < length;)
             {
-                // One cluster at a time: each is skipped when it already reads as zeroes.
+                // One cluster at a time. As QEMU's qcow2_co_pwrite_zeroes: a cluster that reads as zeroes throughout
+                // becomes (or stays) a zero cluster, decided under the metadata lock; any other gets zero bytes.
                 int n = (int)Math.Min(_clusterSize - ((offset + done) & (_clusterSize - 1)), length - done);
-                if (!await ReadsAsZeroAsync(offset + done, cancellationToken).ConfigureAwait(false))
+                if (!await ZeroClusterIfZeroAsync((offset + done) >> _clusterBits, cancellationToken).ConfigureAwait(false))
                 {
-                    await WriteAsync(offset + done, zeros.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
+                    await WriteDataAsync(offset + done, zeros.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
                 }
 
                 done += n;
@@ -575,19 +588,28 @@ public sealed partial class Qcow2Node : BlockNode
         }
     }
 
-    private async ValueTask<bool> ReadsAsZeroAsync(long offset, CancellationToken cancellationToken)
+    // Whether the cluster reads as zeroes throughout (a zero cluster, or unallocated with nothing below); an unallocated
+    // one in an existing L2 table is made a zero cluster, as QEMU widens a partial write-zeroes to the whole cluster
+    // then (without a table and a backing file there is nothing to change: the update is not called).
+    private async ValueTask<bool> ZeroClusterIfZeroAsync(long cluster, CancellationToken cancellationToken)
     {
-        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        bool zero = true;
+        await UpdateClustersAsync(cluster, 1, (entry, kind) =>
         {
-            Qcow2Run run = await LookupRunAsync(offset >> _clusterBits, 1, cancellationToken).ConfigureAwait(false);
-            return run.Kind is ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated ||
-                (run.Kind == ClusterKind.Unallocated && _backing is null && _header.BackingFile is null);
-        }
-        finally
-        {
-            _lock.Release();
-        }
+            if (kind is ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated)
+            {
+                return entry;
+            }
+
+            if (kind == ClusterKind.Unallocated && _backing is null && _header.BackingFile is null)
+            {
+                return OflagZero;
+            }
+
+            zero = false;
+            return entry;
+        }, cancellationToken).ConfigureAwait(false);
+        return zero;
     }
 
     private async ValueTask ReadHostAsync(long host, Memory<byte> buffer, CancellationToken cancellationToken)

@@ -14,8 +14,7 @@ public sealed class NodeQueryConformanceTests
     private static string Del(string node) => $$$"""{"execute":"blockdev-del","arguments":{"node-name":"{{{node}}}"}}""";
 
     // Known differences, hidden until fixed (see /work/notes/conformance.md G2): qcow2's format-specific block. Not here
-    // yet (G3): blkdebug nodes (QEMU shows json: pseudo-filenames with the inject-error options flattened),
-    // detect-zeroes "on" (refused by JobCore).
+    // yet (G3): blkdebug nodes (QEMU shows json: pseudo-filenames with the inject-error options flattened).
     private const string Mask = " #mask format-specific";
 
     private static readonly Dictionary<string, string[]> Table = new()
@@ -42,6 +41,13 @@ public sealed class NodeQueryConformanceTests
             Query + Mask,
         ],
         ["qcow2 chain bottom-up by reference"] = [.. OpenChain(), Query + Mask],
+        ["detect-zeroes on and unmap"] =
+        [
+            Add($$"""{"driver":"qcow2","node-name":"top","detect-zeroes":"on","file":{{File("top.qcow2")}}}"""),
+            Add($$"""{"driver":"raw","node-name":"r","detect-zeroes":"unmap","discard":"unmap","file":{{File("raw.img")}}}"""),
+            Add($$"""{"driver":"raw","node-name":"bad","detect-zeroes":"unmap","file":{{File("raw.img")}}}"""),
+            Query + Mask,
+        ],
         ["qcow2 with backing null"] =
         [
             Add($$"""{"driver":"qcow2","node-name":"top","file":{{File("top.qcow2")}},"backing":null}"""),

@@ -1,4 +1,5 @@
 using JobCore.Block.Graph;
+using JobCore.Block.Nodes;
 using JobCore.Block.Options;
 
 namespace JobCore.Block.Tests.Options;
@@ -102,6 +103,8 @@ public sealed class BlockdevOptionsTests
     [DataRow("""{"driver":"blkdebug","node-name":"d","image":"i","inject-error":{"event":"read_aio"}}""", "Invalid parameter type for 'inject-error', expected: array")]
     [DataRow("""{"driver":"blkdebug","node-name":"d","image":"i","inject-error":[{"event":"read_aio","sector":1.5}]}""", "Invalid parameter type for 'inject-error[0].sector', expected: integer")]
     [DataRow("""{"driver":"raw","file":{"driver":"blkdebug","image":"i","inject-error":[{"event":"write_aio","x":1}]}}""", "Parameter 'file.inject-error[0].x' is unexpected")]
+    [DataRow("""{"driver":"file","filename":"/p","detect-zeroes":"unmap"}""", "setting detect-zeroes to unmap is not allowed without setting discard operation to unmap")]
+    [DataRow("""{"driver":"file","filename":"/p","detect-zeroes":"maybe"}""", "Parameter 'detect-zeroes' does not accept value 'maybe'")]
     public void Refuses_with_qemu_texts(string json, string expected)
     {
         var error = Assert.ThrowsExactly<BlockGraphException>(() => BlockdevOptions.Parse(json));
@@ -115,11 +118,19 @@ public sealed class BlockdevOptionsTests
     [DataRow("""{"driver":"blkdebug","node-name":"d","image":"i","align":4096}""", "blkdebug option 'align' is not supported by JobCore (use 'inject-error')")]
     [DataRow("""{"driver":"blkdebug","node-name":"d","image":"i","inject-error":[{"event":"l2_load"}]}""", "blkdebug event 'l2_load' is not supported by JobCore (supported: read_aio, write_aio, flush_to_disk)")]
     [DataRow("""{"driver":"blkdebug","node-name":"d","image":"i","inject-error":[{"event":"read_aio","errno":-5}]}""", "Parameter 'inject-error[0].errno' expects a non-negative errno")]
-    [DataRow("""{"driver":"file","filename":"/p","detect-zeroes":"on"}""", "Parameter 'detect-zeroes' value 'on' is not supported by JobCore (only 'off')")]
     public void Refuses_what_jobcore_does_not_implement_clearly(string json, string expected)
     {
         var error = Assert.ThrowsExactly<BlockGraphException>(() => BlockdevOptions.Parse(json));
         Assert.AreEqual(expected, error.Message);
+    }
+
+    [TestMethod]
+    [DataRow("""{"driver":"file","filename":"/p"}""", DetectZeroes.Off)]
+    [DataRow("""{"driver":"file","filename":"/p","detect-zeroes":"on"}""", DetectZeroes.On)]
+    [DataRow("""{"driver":"qcow2","file":"f","discard":"unmap","detect-zeroes":"unmap"}""", DetectZeroes.Unmap)]
+    public void Reads_detect_zeroes(string json, DetectZeroes expected)
+    {
+        Assert.AreEqual(expected, BlockdevOptions.Parse(json).DetectZeroes);
     }
 
     [TestMethod]
