@@ -9,7 +9,7 @@ namespace JobCore.Block.Graph;
 /// or filter node's file child's name, unless its backing is not the one its header would open (given by reference,
 /// or <c>"backing": null</c> although the header names one), in which case QEMU describes the node by its open
 /// options: <c>json:{"backing": ..., "driver": "qcow2", "file": {"driver": "file", "filename": "/p/x.qcow2"}}</c>
-/// (members sorted, written as QEMU's monitor writes JSON). Image headers never get these names (see <see cref="BackingChain.TryGetFilename"/>).
+/// (members in QEMU's QDict order, written as QEMU's monitor writes JSON). Image headers never get these names (see <see cref="BackingChain.TryGetFilename"/>).
 /// </summary>
 internal static class NodeFilenames
 {
@@ -29,17 +29,17 @@ internal static class NodeFilenames
             : !string.IsNullOrEmpty(image.AutoBackingFile);
 
     // The options that would open the node as it is (QEMU's full_open_options: driver, children, file name), members
-    // sorted.
+    // in QDict order.
     private static JsonObject OpenOptions(BlockNode node)
     {
         switch (node)
         {
             case FileNode file:
-                return new JsonObject { ["driver"] = "file", ["filename"] = file.Filename };
+                return InQDictOrder(new() { ["driver"] = "file", ["filename"] = file.Filename });
             case FilterNode filter when filter is not BlkdebugNode:
                 return OpenOptions(filter.Child); // implicit filters (mirror_top, copy-on-read) do not show
             default:
-                var options = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal) { ["driver"] = node.DriverName };
+                var options = new Dictionary<string, JsonNode?>(StringComparer.Ordinal) { ["driver"] = node.DriverName };
                 if (node.File is { } child)
                 {
                     options[node is BlkdebugNode ? "image" : "file"] = OpenOptions(child);
@@ -50,7 +50,22 @@ internal static class NodeFilenames
                     options["backing"] = image.Backing is { } backing ? OpenOptions(backing) : null;
                 }
 
-                return new JsonObject(options);
+                return InQDictOrder(options);
         }
+    }
+
+    // QEMU's QDict iterates its 512 hash buckets in order (qdict.c's tdb_hash), which is the member order of its JSON.
+    private static JsonObject InQDictOrder(Dictionary<string, JsonNode?> members) =>
+        new(members.OrderBy(m => QDictBucket(m.Key)).ThenBy(m => m.Key, StringComparer.Ordinal));
+
+    private static uint QDictBucket(string key)
+    {
+        uint value = unchecked(0x238F13AFu * (uint)key.Length);
+        for (int i = 0; i < key.Length; i++)
+        {
+            value = unchecked(value + ((uint)key[i] << (i * 5 % 24)));
+        }
+
+        return unchecked((1103515243u * value) + 12345u) % 512;
     }
 }

@@ -14,7 +14,9 @@ public sealed class NodeQueryConformanceTests
     private static string Del(string node) => $$$"""{"execute":"blockdev-del","arguments":{"node-name":"{{{node}}}"}}""";
 
     // Known differences, hidden until fixed (see /work/notes/conformance.md G2): qcow2's format-specific block. Not here
-    // yet (G3): blkdebug nodes (QEMU shows json: pseudo-filenames with the inject-error options flattened).
+    // yet (G3): blkdebug nodes (QEMU names them and their parents by json: pseudo-filenames with the inject-error
+    // options flattened, gives them backing_file_depth 1 and a backing-image, no actual-size, and lists them after
+    // their image child).
     private const string Mask = " #mask format-specific";
 
     private static readonly Dictionary<string, string[]> Table = new()
