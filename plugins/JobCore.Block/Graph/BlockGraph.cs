@@ -43,6 +43,18 @@ public sealed partial class BlockGraph : IAsyncDisposable
         }
     }
 
+    /// <summary>Every backend (guest device), in name order (the order of <c>query-block</c>).</summary>
+    public IReadOnlyList<BlockBackend> Backends
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _backends.Values.OrderBy(b => b.Name, StringComparer.Ordinal)];
+            }
+        }
+    }
+
     /// <summary>
     /// <c>blockdev-add</c>: parses <paramref name="arguments"/> (see <see cref="BlockdevOptions.Parse(JsonElement)"/>)
     /// and opens the node (see <see cref="AddAsync(BlockdevOptions, CancellationToken)"/>).

@@ -59,6 +59,18 @@ internal sealed class BlockCommands : QmpCommandModule
             return ValueTask.FromResult(JsonSerializer.SerializeToNode(nodes.ToList()));
         }));
 
+        // QEMU's BlockInfo per device, as for '-drive if=none' (no guest device model: removable, no io-status); nodes
+        // added with blockdev-add are no devices (QEMU answers [] then too).
+        table.Add("query-block", [], (_, _, _) => Guard(() => ValueTask.FromResult<JsonNode?>(new JsonArray([.. graph.Backends.Select(b =>
+            (JsonNode)new JsonObject
+            {
+                ["device"] = b.Name,
+                ["locked"] = false,
+                ["removable"] = true,
+                ["inserted"] = JsonSerializer.SerializeToNode(BlockGraph.Describe(b.Node)),
+                ["type"] = "unknown",
+            })]))));
+
         table.Add("block-stream", StreamArguments, (_, args, ct) => Guard(() => BlockStreamAsync(engine, graph, args, ct)));
         table.Add("block-commit", CommitArguments, (_, args, ct) => Guard(() => BlockCommitAsync(engine, graph, args, ct)));
     }

@@ -2,7 +2,10 @@ using System.Text.Json.Nodes;
 
 namespace JobCore.Qmp;
 
-/// <summary>The protocol's own commands: <c>qmp_capabilities</c>, <c>query-version</c>, <c>query-commands</c>, <c>quit</c>.</summary>
+/// <summary>
+/// The protocol's own commands: <c>qmp_capabilities</c>, <c>query-version</c>, <c>query-status</c> (always running, as
+/// QEMU with <c>-machine none</c>), <c>query-commands</c>, <c>quit</c>.
+/// </summary>
 public static class QmpBuiltinCommands
 {
     /// <summary>The <c>SHUTDOWN</c> reason <c>quit</c> reports (QEMU's <c>host-qmp-quit</c>).</summary>
@@ -14,6 +17,9 @@ public static class QmpBuiltinCommands
         ArgumentNullException.ThrowIfNull(table);
         table.Add(QmpProtocol.CapabilitiesCommand, [QmpArgument.Opt("enable", QmpType.Array(QmpType.Enum("oob")))], Capabilities);
         table.Add("query-version", [], static (ctx, _, _) => ValueTask.FromResult<JsonNode?>(QmpDispatcher.VersionObject(ctx.Server.Options.Version)));
+        // QEMU with '-machine none' runs from the start; management tools ask before anything else.
+        table.Add("query-status", [], static (_, _, _) =>
+            ValueTask.FromResult<JsonNode?>(new JsonObject { ["status"] = "running", ["singlestep"] = false, ["running"] = true }));
         table.Add("query-commands", [], static (ctx, _, _) =>
             ValueTask.FromResult<JsonNode?>(new JsonArray([.. ctx.Server.Commands.Names.Select(n => (JsonNode)new JsonObject { ["name"] = n })])));
         table.Add("quit", [], static async (ctx, _, ct) =>

@@ -42,7 +42,8 @@ public sealed class NodeQueryConformanceTests
             Add($$"""{"driver":"qcow2","node-name":"top","file":{{File("top.qcow2")}}}"""),
             Query + Mask,
         ],
-        ["qcow2 chain bottom-up by reference"] = [.. OpenChain(), Query + Mask],
+        ["qcow2 chain bottom-up by reference"] =
+            [.. OpenChain(), Query + Mask, """{"execute":"query-block"}""", """{"execute":"query-status"}"""],
         ["detect-zeroes on and unmap"] =
         [
             Add($$"""{"driver":"qcow2","node-name":"top","detect-zeroes":"on","file":{{File("top.qcow2")}}}"""),

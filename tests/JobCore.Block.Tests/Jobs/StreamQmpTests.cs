@@ -180,6 +180,39 @@ public sealed class StreamQmpTests
         CollectionAssert.Contains(ours, "block-stream {\"device\":\"drive0\",\"speed\":1} -> ok, jobs: drive0:stream");
     }
 
+    [TestMethod]
+    public async Task Query_block_and_query_status_answer_as_qemu()
+    {
+        // QEMU: one -drive if=none device; jobcored: the same image by blockdev-add plus a backend of that name.
+        JsonArray qemu, ours;
+        string qemuDir, ourDir;
+        await using (QmpJobPeer peer = await QmpJobPeer.StartQemuAsync(async dir =>
+        {
+            await MakeChainAsync(dir);
+            return ["-drive", $"if=none,id=drive0,format=qcow2,file={Path.Combine(dir, "base.qcow2")},node-name=base"];
+        }))
+        {
+            qemu = [(await peer.Client.ExecuteAsync("query-block"))?.DeepClone(), (await peer.Client.ExecuteAsync("query-status"))?.DeepClone()];
+            qemuDir = peer.Directory;
+        }
+
+        await using (InProcessBlockDaemon daemon = await InProcessBlockDaemon.StartAsync())
+        {
+            await MakeChainAsync(daemon.Directory);
+            string file = JsonSerializer.Serialize(Path.Combine(daemon.Directory, "base.qcow2"));
+            await daemon.Client.ExecuteAsync("blockdev-add", JsonNode.Parse(
+                $$$"""{"driver":"qcow2","node-name":"base","file":{"driver":"file","filename":{{{file}}}}}""")!.AsObject());
+            daemon.Graph.AttachBackend("drive0", daemon.Graph.GetNode("base"));
+            ours = [(await daemon.Client.ExecuteAsync("query-block"))?.DeepClone(), (await daemon.Client.ExecuteAsync("query-status"))?.DeepClone()];
+            ourDir = daemon.Directory;
+        }
+
+        string expected = Conformance.ConformanceScript.Canonical(qemu, qemuDir, ["actual-size"]);
+        string actual = Conformance.ConformanceScript.Canonical(ours, ourDir, ["actual-size"]);
+        Assert.AreEqual(expected, actual);
+        StringAssert.Contains(actual, "\"device\":\"drive0\"");
+    }
+
     // Starts jobs without a job-id on the backend's root (by device and by node name) and on a node below it, and tries
     // blockdev-del on the chain; each line: the command, its answer, and the jobs then running (cancelled before the next).
     private static async Task<List<string>> JobIdScriptAsync(QmpClient c)

@@ -181,6 +181,6 @@ public sealed class QmpServerTests
     {
         var table = new QmpCommandTable().AddBuiltinCommands();
         Assert.ThrowsExactly<ArgumentException>(() => table.Add("quit", [], (_, _, _) => ValueTask.FromResult<JsonNode?>(null)));
-        CollectionAssert.AreEqual(new[] { "qmp_capabilities", "query-commands", "query-version", "quit" }, table.Names.ToArray());
+        CollectionAssert.AreEqual(new[] { "qmp_capabilities", "query-commands", "query-status", "query-version", "quit" }, table.Names.ToArray());
     }
 }
