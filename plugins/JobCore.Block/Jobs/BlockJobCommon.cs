@@ -97,13 +97,29 @@ public static class BlockJobCommon
     {
         ArgumentNullException.ThrowIfNull(context);
         ErrorAction action = await context.HandleErrorAsync(policy, operation, errno == BlockIOException.ENOSPC, cancellationToken).ConfigureAwait(false);
-        return action switch
-        {
-            ErrorAction.Report => ChunkErrorOutcome.Fail,
-            ErrorAction.Stop => ChunkErrorOutcome.Retry,
-            _ => ignoreSkips ? ChunkErrorOutcome.Skip : ChunkErrorOutcome.Retry,
-        };
+        return Outcome(action, ignoreSkips);
     }
+
+    /// <summary>
+    /// <see cref="OnChunkErrorAsync"/> at once, also inside a monitor command: for a failure met by a guest's own request
+    /// (write-blocking mirror), which must not wait for a command that may itself be draining that guest.
+    /// </summary>
+    /// <param name="context">The job's context.</param>
+    /// <param name="policy">The job's policy for this side.</param>
+    /// <param name="operation">Whether a read (source side) or write (target side) failed.</param>
+    /// <param name="errno">The request's errno (see <see cref="ErrnoOf"/>).</param>
+    public static ChunkErrorOutcome OnGuestRequestError(JobContext context, ErrorPolicy policy, IoOperation operation, int errno)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return Outcome(context.HandleError(policy, operation, errno == BlockIOException.ENOSPC), ignoreSkips: false);
+    }
+
+    private static ChunkErrorOutcome Outcome(ErrorAction action, bool ignoreSkips) => action switch
+    {
+        ErrorAction.Report => ChunkErrorOutcome.Fail,
+        ErrorAction.Stop => ChunkErrorOutcome.Retry,
+        _ => ignoreSkips ? ChunkErrorOutcome.Skip : ChunkErrorOutcome.Retry,
+    };
 
     /// <summary>The failure a job ends with for a request error: the errno's text, as QEMU reports it (<c>Input/output error</c>).</summary>
     /// <param name="errno">The errno.</param>

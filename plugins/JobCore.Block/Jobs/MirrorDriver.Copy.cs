@@ -253,7 +253,7 @@ internal abstract partial class MirrorDriver<TOptions>
         catch (Exception e) when (BlockJobCommon.ErrnoOf(e) is { } errno)
         {
             _bitmap!.SetDirty(write.Offset, write.Length);
-            await OnRequestFailedAsync(IoOperation.Write, errno, e, cancellationToken).ConfigureAwait(false);
+            OnGuestWriteFailed(errno, e);
             return;
         }
 

@@ -521,6 +521,16 @@ internal abstract partial class MirrorDriver<TOptions> : JobDriver<TOptions>
         }
     }
 
+    // A guest's write-through to the target failed: handled at once (see BlockJobCommon.OnGuestRequestError).
+    private void OnGuestWriteFailed(int errno, Exception cause)
+    {
+        _activelySynced = false;
+        if (BlockJobCommon.OnGuestRequestError(_context!, _plan.OnTargetError, IoOperation.Write, errno) == ChunkErrorOutcome.Fail)
+        {
+            StoreError(BlockJobCommon.Failure(errno, cause));
+        }
+    }
+
     private void StopTracking()
     {
         lock (_sync)
