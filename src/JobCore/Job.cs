@@ -296,7 +296,7 @@ public sealed class Job
     public async Task ApplyAndSettleAsync(Func<Job, Task> verb, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(verb);
-        await _engine.SettleStartingJobsAsync([this], StartGrace, cancellationToken).ConfigureAwait(false);
+        await _engine.SettleStartingJobsAsync([this], JobEngine.StartSettleTimeout, cancellationToken).ConfigureAwait(false);
         long before = EnterCount();
         await verb(this).ConfigureAwait(false);
         await WaitForReactionAsync(before, untilWorkEnds: false, timeout, cancellationToken).ConfigureAwait(false);
@@ -311,7 +311,7 @@ public sealed class Job
     /// </summary>
     public async Task CancelAndSettleAsync(bool force, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        await _engine.SettleStartingJobsAsync([this], StartGrace, cancellationToken).ConfigureAwait(false);
+        await _engine.SettleStartingJobsAsync([this], JobEngine.StartSettleTimeout, cancellationToken).ConfigureAwait(false);
         if (Driver.InvokeCancelEndsWithIo)
         {
             await CancelAsync(force, cancellationToken).ConfigureAwait(false);
@@ -378,9 +378,6 @@ public sealed class Job
     }
 
     private static readonly TimeSpan StatusGrace = TimeSpan.FromMilliseconds(20);
-
-    // How long a verb waits for a job that was just started to reach its first sleep (QEMU's is there by then).
-    private static readonly TimeSpan StartGrace = TimeSpan.FromMilliseconds(250);
 
     private long DeadlineAfter(TimeSpan timeout) =>
         _engine.Time.GetTimestamp() + (long)(timeout.TotalSeconds * _engine.Time.TimestampFrequency);

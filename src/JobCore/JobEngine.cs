@@ -503,6 +503,13 @@ public sealed class JobEngine : IAsyncDisposable
     }
 
     /// <summary>
+    /// The usual bound for <see cref="SettleStartingJobsAsync"/>: a job normally reaches its first sleep within
+    /// milliseconds; the bound only matters on a loaded machine, where a short one would let a query see the job
+    /// before its first chunk (QEMU's has always done it by then).
+    /// </summary>
+    public static TimeSpan StartSettleTimeout { get; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
     /// Waits (up to <paramref name="timeout"/>, once per job) until each of <paramref name="jobs"/> (all jobs when null) that was
     /// started but has not yet yielded reaches its first sleep, pause or yield, or ends its work. QEMU runs a new job
     /// inside the creating command up to its first I/O, which completes almost at once, so by the next command a

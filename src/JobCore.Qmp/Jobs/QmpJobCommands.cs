@@ -18,8 +18,6 @@ public sealed class QmpJobCommands
 
     private static readonly TimeSpan SettleTimeout = TimeSpan.FromSeconds(1);
 
-    // A job started by the previous command reaches its first sleep in QEMU before the next command is read.
-    private static readonly TimeSpan StartGrace = TimeSpan.FromMilliseconds(250);
     private readonly ConcurrentDictionary<string, bool> _blockJobTypes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ChangeVariant> _changeVariants = new(StringComparer.Ordinal);
 
@@ -68,7 +66,7 @@ public sealed class QmpJobCommands
 
         table.Add("query-jobs", [], async (_, _, ct) =>
         {
-            await Engine.SettleStartingJobsAsync(null, StartGrace, ct).ConfigureAwait(false);
+            await Engine.SettleStartingJobsAsync(null, JobEngine.StartSettleTimeout, ct).ConfigureAwait(false);
             return new JsonArray([.. Engine.QueryJobs().Select(j => (JsonNode)QmpJobJson.JobInfo(j))]);
         });
         table.Add("job-pause", id, (_, a, ct) => Settle(FindJob(a, "id"), static j => j.Pause(), ct));
@@ -89,7 +87,7 @@ public sealed class QmpJobCommands
 
         table.Add("query-block-jobs", [], async (_, _, ct) =>
         {
-            await Engine.SettleStartingJobsAsync(null, StartGrace, ct).ConfigureAwait(false);
+            await Engine.SettleStartingJobsAsync(null, JobEngine.StartSettleTimeout, ct).ConfigureAwait(false);
             return new JsonArray(
                 [.. Engine.QueryJobs().Where(j => IsBlockJobType(j.Type)).Select(j => (JsonNode)QmpJobJson.BlockJobInfo(j))]);
         });
