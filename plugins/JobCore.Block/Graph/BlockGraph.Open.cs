@@ -20,6 +20,9 @@ public sealed partial class BlockGraph
     private async ValueTask<BlockNode> OpenAsync(BlockdevOptions options, OpenContext context, CancellationToken cancellationToken)
     {
         string name = ReserveName(options.NodeName, context);
+
+        // QEMU names a protocol driver such as blkdebug before it opens its child, so it lists the child first.
+        long? order = options is BlkdebugBlockdevOptions ? TakeOrder() : null;
         BlockNode node = options switch
         {
             FileBlockdevOptions file => await OpenFileAsync(name, file.Filename, file.ReadOnly, cancellationToken).ConfigureAwait(false),
@@ -31,7 +34,7 @@ public sealed partial class BlockGraph
             _ => throw new BlockGraphException($"Block driver '{options.Driver}' is not supported by JobCore"),
         };
         node.DetectZeroes = options.DetectZeroes;
-        Register(node, context);
+        Register(node, context, order);
         return node;
     }
 
@@ -322,7 +325,15 @@ public sealed partial class BlockGraph
         return true;
     }
 
-    private void Register(BlockNode node, OpenContext? context)
+    private long TakeOrder()
+    {
+        lock (_lock)
+        {
+            return _nextOrder++;
+        }
+    }
+
+    private void Register(BlockNode node, OpenContext? context, long? order = null)
     {
         lock (_lock)
         {
@@ -336,7 +347,7 @@ public sealed partial class BlockGraph
                 throw new BlockGraphException($"Duplicate nodes with node-name='{node.NodeName}'");
             }
 
-            _nodes.Add(node.NodeName, new NodeEntry(node, _nextOrder++));
+            _nodes.Add(node.NodeName, new NodeEntry(node, order ?? _nextOrder++));
             context?.Reserved.Remove(node.NodeName);
         }
 

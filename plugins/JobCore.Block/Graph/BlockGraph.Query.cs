@@ -26,21 +26,33 @@ public sealed partial class BlockGraph
                 DetectZeroes.Unmap => "unmap",
                 _ => "off",
             },
-            BackingFile = image.BackingImage?.Filename,
-            BackingFileDepth = BackingChain.Depth(node),
+            // QEMU 7.2 counts blkdebug's image as a filtered child (depth, backing-image) but names no backing file.
+            BackingFile = node is BlkdebugNode ? null : image.BackingImage?.Filename,
+            BackingFileDepth = node is BlkdebugNode blkdebug ? 1 + BackingChain.Depth(blkdebug.Child) : BackingChain.Depth(node),
             Image = image,
         };
     }
 
-    private static long? ActualSizeOf(string filename)
+    // QEMU's bdrv_get_allocated_file_size: a file's allocated bytes, a format's or filter's child's; blkdebug (a protocol
+    // driver without the callback) has none, and neither has a format stored through it.
+    private static long? ActualSizeOf(BlockNode node)
     {
-        try
+        switch (node)
         {
-            return HostFileStat.Of(filename).AllocatedBytes;
-        }
-        catch (IOException)
-        {
-            return null;
+            case FileNode file:
+                try
+                {
+                    return HostFileStat.Of(file.Filename).AllocatedBytes;
+                }
+                catch (IOException)
+                {
+                    return null;
+                }
+
+            case BlkdebugNode:
+                return null;
+            default:
+                return node.File is { } child ? ActualSizeOf(child) : null;
         }
     }
 
@@ -92,13 +104,13 @@ public sealed partial class BlockGraph
 
     private static ImageInfo DescribeImage(BlockNode node)
     {
-        BlockNode? backing = BackingChain.SkipFilters(node).Backing;
+        BlockNode? backing = node is BlkdebugNode blkdebug ? blkdebug.Child : BackingChain.SkipFilters(node).Backing;
         var qcow2 = BackingChain.SkipFilters(node) as Qcow2Node;
         string? filename = BackingChain.TryGetFilename(node);
         return new ImageInfo
         {
             Filename = NodeFilenames.Of(node),
-            ActualSize = filename is null ? null : ActualSizeOf(filename),
+            ActualSize = ActualSizeOf(node),
             Format = node.DriverName,
 
             // QEMU counts a protocol node's length in whole sectors.

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using JobCore.Block.Nodes;
+using JobCore.Block.Options;
 using JobCore.Qmp.Json;
 
 namespace JobCore.Block.Graph;
@@ -17,10 +18,18 @@ internal static class NodeFilenames
     public static string Of(BlockNode node) => node switch
     {
         FileNode file => file.Filename,
-        Qcow2Node image when BackingOverridden(image) => "json:" + QmpJsonWriter.ToText(OpenOptions(image)),
-        _ when node.File is { } child => Of(child),
+        BlkdebugNode => Json(node),
+        Qcow2Node image when BackingOverridden(image) => Json(image),
+        FilterNode filter => Of(filter.Child),
+        _ when node.File is { } child => FormatName(node, Of(child)),
         _ => node.NodeName,
     };
+
+    // A format node is named by its file child, unless that has no plain name: then by its own options.
+    private static string FormatName(BlockNode node, string childName) =>
+        childName.StartsWith("json:", StringComparison.Ordinal) ? Json(node) : childName;
+
+    private static string Json(BlockNode node) => "json:" + QmpJsonWriter.ToText(OpenOptions(node));
 
     // QEMU's bdrv_backing_overridden.
     private static bool BackingOverridden(Qcow2Node image) =>
@@ -50,7 +59,35 @@ internal static class NodeFilenames
                     options["backing"] = image.Backing is { } backing ? OpenOptions(backing) : null;
                 }
 
+                if (node is BlkdebugNode blkdebug)
+                {
+                    AddRules(options, blkdebug.OpenedWith);
+                }
+
                 return InQDictOrder(options);
+        }
+    }
+
+    // QEMU keeps blkdebug's rules flattened as given: "inject-error.0.event": "read_aio", "inject-error.0.errno": 5, ...
+    private static void AddRules(Dictionary<string, JsonNode?> options, IReadOnlyList<BlkdebugInjectErrorOptions> rules)
+    {
+        for (int i = 0; i < rules.Count; i++)
+        {
+            BlkdebugInjectErrorOptions rule = rules[i];
+            foreach (string member in rule.Given.Split(','))
+            {
+                options[$"inject-error.{i}.{member}"] = member switch
+                {
+                    "event" => BlockdevOptionsParser.EventName(rule.Event),
+                    "iotype" => rule.IOType is { } type ? BlockdevOptionsParser.IOTypeName(type) : null,
+                    "errno" => rule.Errno,
+                    "sector" => rule.Sector,
+                    "once" => rule.Once,
+                    "immediately" => rule.Immediately,
+                    "state" => rule.State,
+                    _ => null,
+                };
+            }
         }
     }
 

@@ -38,7 +38,11 @@ public sealed class BlkdebugNode : FilterNode
         : base(nodeName, image, readOnly)
     {
         _rules = [.. rules];
+        OpenedWith = [.. _rules];
     }
+
+    /// <summary>The rules as given at open (node queries describe the node by them, as QEMU does).</summary>
+    internal IReadOnlyList<BlkdebugInjectErrorOptions> OpenedWith { get; }
 
     /// <inheritdoc />
     public override string DriverName => "blkdebug";

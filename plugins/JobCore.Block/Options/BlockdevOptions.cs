@@ -167,6 +167,9 @@ public enum BlkdebugIOType
 /// <param name="Event">The event that arms the rule.</param>
 public sealed record BlkdebugInjectErrorOptions(BlkdebugEvent Event)
 {
+    /// <summary>The members the rule was given with (comma-separated QAPI names), for QEMU's json: node names.</summary>
+    internal string Given { get; init; } = "event";
+
     /// <summary>Only requests of this kind fail; <see langword="null"/> = read, write, write-zeroes, discard and flush.</summary>
     public BlkdebugIOType? IOType { get; init; }
 

@@ -34,6 +34,12 @@ internal static class BlockdevOptionsParser
         ["flush_to_disk"] = BlkdebugEvent.FlushToDisk,
     };
 
+    /// <summary>The QAPI name of an event JobCore implements.</summary>
+    internal static string EventName(BlkdebugEvent value) => SupportedEvents.First(e => e.Value == value).Key;
+
+    /// <summary>The QAPI name of an I/O type.</summary>
+    internal static string IOTypeName(BlkdebugIOType value) => IOTypes.First(t => t.Value == value).Key;
+
     // Every value of QAPI BlkdebugEvent (QEMU 7.2).
     private static readonly string[] QemuEvents =
     [
@@ -221,6 +227,7 @@ internal static class BlockdevOptionsParser
 
         return new BlkdebugInjectErrorOptions(blkdebugEvent)
         {
+            Given = string.Join(',', json.EnumerateObject().Select(m => m.Name)),
             IOType = ioType is null ? null : IOTypes[ioType],
             Errno = (int)(errno ?? 5),
             Sector = sector ?? -1,
