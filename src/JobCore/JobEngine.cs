@@ -129,6 +129,41 @@ public sealed class JobEngine : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="Create"/> with QEMU's order for a negative speed (its <c>block_job_create</c> sets the speed after
+    /// registering the job): the job is created (<c>created</c>), fails at once (<c>null</c>) and the error is thrown
+    /// then, after the driver's <c>CleanAsync</c> released what its constructor took. QMP commands that create jobs use
+    /// this; every other refusal happens before the job exists, as with <see cref="Create"/>.
+    /// </summary>
+    /// <param name="options">The job's options.</param>
+    /// <param name="transaction">The transaction, or <see langword="null"/> for one of its own.</param>
+    /// <param name="cancellationToken">Cancels the driver's clean-up after an early failure.</param>
+    /// <returns>The job, in status <c>created</c>.</returns>
+    /// <exception cref="JobException">As <see cref="Create"/>; a negative speed after <c>created</c> and <c>null</c>.</exception>
+    public async Task<Job> CreateAsync(JobOptions options, JobTransaction? transaction = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Speed >= 0)
+        {
+            return Create(options, transaction);
+        }
+
+        var job = Create(options with { Speed = 0 }, transaction);
+        var error = new JobException("Parameter 'speed' expects a non-negative value");
+        lock (Sync)
+        {
+            // QEMU's job_early_fail: the job goes straight to null (no concluded, no completion event).
+            job.HasError = true;
+            job.ErrorMessage = error.Message;
+            job.ErrorType = typeof(JobException).FullName;
+            JobCoreTelemetry.JobConcluded(job, TimeSpan.Zero);
+            DismissLocked(job);
+        }
+
+        await job.Driver.InvokeCleanAsync(job.Context, cancellationToken).ConfigureAwait(false);
+        throw error;
+    }
+
     /// <summary>Finds a visible job by id.</summary>
     public bool TryGetJob(string id, [NotNullWhen(true)] out Job? job)
     {

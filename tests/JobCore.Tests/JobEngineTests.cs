@@ -42,6 +42,22 @@ public sealed class JobEngineTests
     }
 
     [TestMethod]
+    public async Task CreateAsync_fails_a_negative_speed_after_created_and_null_and_cleans_the_driver()
+    {
+        await using var h = new EngineHarness();
+        var error = await Assert.ThrowsExactlyAsync<JobException>(
+            () => h.Engine.CreateAsync(new ScriptedOptions { Id = "s", Speed = -1, HookLog = h.HookLog }));
+        Assert.AreEqual("Parameter 'speed' expects a non-negative value", error.Message);
+        await h.ExpectAsync("s:created", "s:null");
+        h.ExpectNoPendingEvent();
+        CollectionAssert.AreEqual(new[] { "clean:s" }, h.HookLog.ToArray());
+        Assert.IsFalse(h.Engine.TryGetJob("s", out _), "the id is free again");
+        var job = await h.Engine.CreateAsync(new ScriptedOptions { Id = "s", Speed = 5 });
+        Assert.AreEqual(JobStatus.Created, job.Status);
+        Assert.AreEqual(5, job.Info.Speed);
+    }
+
+    [TestMethod]
     public async Task Internal_jobs_are_invisible_and_silent()
     {
         await using var h = new EngineHarness();

@@ -183,12 +183,13 @@ internal abstract class BlockJobPlan
     public FilterNode FilterNode { get; }
 
     /// <summary>Creates and starts the job (its <c>created</c> and <c>running</c> events are emitted before this returns);
-    /// when the engine refuses it (bad id, negative speed) the plan is rolled back and the refusal rethrown.</summary>
+    /// when the engine refuses it (bad id; a negative speed after <c>created</c> and <c>null</c>, as QEMU) the plan is
+    /// rolled back and the refusal rethrown.</summary>
     public async Task<Job> StartJobAsync(JobEngine engine, JobOptions options)
     {
         try
         {
-            Job job = engine.Create(options);
+            Job job = await engine.CreateAsync(options).ConfigureAwait(false);
             job.Start();
             return job;
         }

@@ -82,7 +82,7 @@ internal sealed class CommitJob : PlannedBlockJob<CommitJobOptions, CommitPlan>
                 AutoFinalize = options.AutoFinalize,
                 AutoDismiss = options.AutoDismiss,
             };
-            Job job = engine.Create(active);
+            Job job = await engine.CreateAsync(active, cancellationToken: cancellationToken).ConfigureAwait(false);
             job.Start();
 
             // As for blockdev-mirror: the reply waits until the dirty-tracking filter sits above the top.

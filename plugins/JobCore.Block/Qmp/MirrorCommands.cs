@@ -88,7 +88,7 @@ internal sealed class MirrorCommands : QmpCommandModule
     // Created and running are announced before the reply; the reply waits until the filter sits above the source.
     private static async Task StartAsync(JobEngine engine, MirrorJobOptions options, CancellationToken cancellationToken)
     {
-        Job job = engine.Create(options);
+        Job job = await engine.CreateAsync(options, cancellationToken: cancellationToken).ConfigureAwait(false);
         job.Start();
         await MirrorSetUp.WhenSetUpAsync(options).WaitAsync(cancellationToken).ConfigureAwait(false);
     }

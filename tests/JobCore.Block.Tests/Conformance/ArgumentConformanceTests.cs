@@ -111,6 +111,23 @@ public sealed class ArgumentConformanceTests
             Cmd("drive-mirror", """{"job-id":"m","device":"top","target":"$DIR/new.qcow2","sync":"incremental","format":"qcow2"}"""),
             Cmd("drive-mirror", """{"job-id":"m","device":"top","target":"$DIR/new.qcow2","sync":"full","format":"qcow2","unmap":"no"}"""),
         ],
+        // QEMU registers the job before it sets the speed: created, then null, then the error; the nodes are free again.
+        ["negative speed"] =
+        [
+            .. OpenChain(),
+            Cmd("block-stream", """{"job-id":"j","device":"top","speed":-1}"""),
+            Cmd("block-commit", """{"job-id":"j","device":"top","top-node":"mid","base-node":"base","speed":-1}"""),
+            Cmd("block-commit", """{"job-id":"j","device":"top","speed":-1}"""),
+            Cmd("blockdev-mirror", """{"job-id":"j","device":"top","target":"dst","sync":"full","speed":-1}"""),
+            Cmd("query-jobs", "{}"),
+            Cmd("block-stream", """{"job-id":"j","device":"top","speed":1}"""),
+            Cmd("job-cancel", """{"id":"j"}"""),
+            "wait j null",
+            Cmd("blockdev-mirror", """{"job-id":"m","device":"top","target":"dst","sync":"full","speed":1}"""),
+            Cmd("job-cancel", """{"id":"m"}"""),
+            "wait m null",
+            Cmd("blockdev-del", """{"node-name":"dst"}"""),
+        ],
         ["busy nodes and duplicate ids"] =
         [
             .. OpenChain(),
