@@ -120,10 +120,14 @@ public sealed class ArgumentConformanceTests
             Cmd("block-commit", """{"job-id":"j","device":"top","speed":-1}"""),
             Cmd("blockdev-mirror", """{"job-id":"j","device":"top","target":"dst","sync":"full","speed":-1}"""),
             Cmd("query-jobs", "{}"),
-            Cmd("block-stream", """{"job-id":"j","device":"top","speed":1}"""),
-            Cmd("job-cancel", """{"id":"j"}"""),
-            "wait j null",
+
+            // New ids: a wait must not be met by the null events above.
+            Cmd("block-stream", """{"job-id":"k","device":"top","speed":1}"""),
+            "settle k",
+            Cmd("job-cancel", """{"id":"k"}"""),
+            "wait k null",
             Cmd("blockdev-mirror", """{"job-id":"m","device":"top","target":"dst","sync":"full","speed":1}"""),
+            "settle m",
             Cmd("job-cancel", """{"id":"m"}"""),
             "wait m null",
             Cmd("blockdev-del", """{"node-name":"dst"}"""),
