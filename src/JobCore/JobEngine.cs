@@ -29,6 +29,7 @@ public sealed class JobEngine : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly SemaphoreSlim _completionHold = new(1, 1);
+    private int _waitingBetweenCommands;
     private readonly Dictionary<string, Job> _byId = new(StringComparer.Ordinal);
     private readonly LinkedList<Job> _jobs = new(); // creation order; O(1) removal through Job.ListNode
     private JobEventSubscription[] _subscribers = [];
@@ -413,7 +414,16 @@ public sealed class JobEngine : IAsyncDisposable
     // a monitor command: take the hold that QMP sessions keep around each command (see HoldCompletionsAsync) meanwhile.
     internal async ValueTask<T> BetweenCommandsAsync<T>(Func<T> action, CancellationToken cancellationToken)
     {
-        await _completionHold.WaitAsync(cancellationToken).ConfigureAwait(false);
+        Interlocked.Increment(ref _waitingBetweenCommands);
+        try
+        {
+            await _completionHold.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _waitingBetweenCommands);
+        }
+
         try
         {
             return action();
@@ -423,6 +433,9 @@ public sealed class JobEngine : IAsyncDisposable
             _completionHold.Release();
         }
     }
+
+    /// <summary>Jobs inside <see cref="BetweenCommandsAsync{T}"/>, waiting for or running their action (for tests).</summary>
+    internal int WaitingBetweenCommands => Volatile.Read(ref _waitingBetweenCommands);
 
     internal ErrorAction HandleError(Job job, ErrorPolicy policy, IoOperation operation, bool noSpace)
     {

@@ -293,9 +293,7 @@ public sealed class EventOrderTests
         var job = await h.StartAsync("e");
         IDisposable command = await h.Engine.HoldCompletionsAsync();
         h.Driver("e").Send(new Step.IoError(ErrorPolicy.Stop, IoOperation.Read, NoSpace: false, BetweenCommands: true));
-
-        // An observation window, not a synchronisation: an error that did not wait would be out by now.
-        await Task.Delay(100);
+        await WaitingForTheCommandAsync(h);
         h.ExpectNoPendingEvent();
         Assert.AreEqual(IoStatus.Ok, job.Info.IoStatus);
 
@@ -312,9 +310,7 @@ public sealed class EventOrderTests
         var job = await h.StartAsync("r", new ScriptedOptions { Completable = true });
         IDisposable command = await h.Engine.HoldCompletionsAsync();
         h.Driver("r").Send(new Step.Ready(BetweenCommands: true));
-
-        // An observation window, not a synchronisation: a transition that did not wait would be out by now.
-        await Task.Delay(100);
+        await WaitingForTheCommandAsync(h);
         h.ExpectNoPendingEvent();
         Assert.AreEqual(JobStatus.Running, job.Status);
 
@@ -353,5 +349,16 @@ public sealed class EventOrderTests
         Assert.AreEqual(JobStatus.Running, job.Status);
         h.Driver("b").Send(new Step.Finish());
         await h.ExpectAsync("b:waiting", "b:pending", "b:COMPLETED", "b:concluded", "b:null");
+    }
+
+    // Until the job has entered the engine's wait for the running command (the step was taken, the action held back).
+    private static async Task WaitingForTheCommandAsync(EngineHarness h)
+    {
+        var deadline = DateTime.UtcNow + EngineHarness.Timeout;
+        while (h.Engine.WaitingBetweenCommands == 0)
+        {
+            Assert.IsTrue(DateTime.UtcNow < deadline, "the job never reached the wait for the command");
+            await Task.Yield();
+        }
     }
 }
