@@ -20,6 +20,12 @@ internal sealed class RequestGate
         get { lock (_lock) { return _inFlight; } }
     }
 
+    /// <summary>Whether a drain is holding new requests back.</summary>
+    public bool Draining
+    {
+        get { lock (_lock) { return _drainers > 0; } }
+    }
+
     /// <summary>Admits a request, waiting while drained; every successful enter must be paired with <see cref="Exit"/>.</summary>
     /// <param name="cancellationToken">Cancels the wait (the request is then not admitted).</param>
     public ValueTask EnterAsync(CancellationToken cancellationToken)

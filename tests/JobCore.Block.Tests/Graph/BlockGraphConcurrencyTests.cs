@@ -174,8 +174,14 @@ public sealed class BlockGraphConcurrencyTests
         // A write issued while the insertion waits: held back by the drain, then sent through the new filter.
         Task later = Task.Run(async () => await guest.WriteAsync(8192, new byte[] { 2 }));
 
-        // Give an insertion that does not wait the chance to finish first; then let the held write go.
-        await Task.WhenAny(insert, Task.Delay(200));
+        // The insertion drains the guest's backend and must wait there for the write in flight; then let it go.
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!guest.Gate.Draining && !insert.IsCompleted)
+        {
+            Assert.IsTrue(DateTime.UtcNow < deadline, "the insertion neither drained nor finished");
+            await Task.Yield();
+        }
+
         bool insertedWhileWriteInFlight = insert.IsCompleted;
         release.SetResult();
         await Task.WhenAll(held, insert, later).WaitAsync(Timeout);
