@@ -155,14 +155,14 @@ public sealed class JobContext
     /// <c>job-resume</c> that lets a mirror converge at once still replies before <c>ready</c>).
     /// </summary>
     /// <param name="cancellationToken">The job's token (a force cancel ends the wait).</param>
-    public ValueTask TransitionToReadyAsync(CancellationToken cancellationToken = default) =>
-        new(_job.Engine().BetweenCommandsAsync(
+    public async ValueTask TransitionToReadyAsync(CancellationToken cancellationToken = default) =>
+        await _job.Engine().BetweenCommandsAsync(
             () =>
             {
                 _job.Engine().TransitionToReady(_job);
                 return true;
             },
-            cancellationToken).AsTask());
+            cancellationToken).ConfigureAwait(false);
 
     /// <summary>
     /// Consults <paramref name="policy"/> for a failed request: emits the error event, and for <c>stop</c> pauses the
